@@ -1,0 +1,204 @@
+"""Variation families, declared once: parameters, domains, and the standardized distribution.
+
+A family describes the standardized deviation ``z = (x - loc) / scale`` of a device from its target
+(for ``lognormal``, ``z = (log(x / target) - loc) / scale``).  Each family declares its shape
+parameters with their domains and supplies ``logpdf``, ``logcdf``, ``logsf``, ``ppf`` and ``rvs``
+of ``z``; everything else (location/scale, state dependence, censoring, mixtures with stuck
+devices, maximum likelihood) is written once, in :mod:`reliability.devices.components` and
+:mod:`reliability.fit`, for all families.  Adding a family touches this file only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy import special, stats
+
+from reliability.errors import ModelSpecError
+
+__all__ = ["Family", "FAMILIES", "get_family", "family_names"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A standardized variation family.
+
+    Attributes
+    ----------
+    name : str
+        Identifier used in JSON files and on the command line.
+    shape_names : tuple of str
+        Names of the shape parameters (location and scale are handled outside).
+    domains : tuple of (low, high)
+        Open interval of each shape parameter.
+    transform : {"additive", "log"}
+        ``additive``: ``x = target + loc + scale * z`` (loc, scale in the conductance unit).
+        ``log``: ``x = target * exp(loc + scale * z)`` (loc, scale dimensionless).
+    """
+
+    name: str
+    shape_names: tuple[str, ...]
+    domains: tuple[tuple[float, float], ...]
+    transform: str
+    _logpdf: Callable
+    _logcdf: Callable
+    _logsf: Callable
+    _ppf: Callable
+    _rvs: Callable
+    _var: Callable
+    _mean: Callable
+    default_shape: tuple[float, ...] = ()
+    description: str = ""
+
+    def check_shape(self, shape: dict[str, float]) -> tuple[float, ...]:
+        """Validate a shape-parameter dict and return the values in declared order."""
+        unknown = set(shape) - set(self.shape_names)
+        if unknown:
+            raise ModelSpecError(
+                f"family {self.name!r} has shape parameters {list(self.shape_names)}; got unknown {sorted(unknown)}."
+            )
+        values = []
+        for name, (lo, hi), default in zip(self.shape_names, self.domains, self.default_shape):
+            v = float(shape.get(name, default))
+            if not (lo < v < hi):
+                raise ModelSpecError(
+                    f"family {self.name!r}: shape parameter {name}={v!r} is outside its domain ({lo}, {hi})."
+                )
+            values.append(v)
+        return tuple(values)
+
+    def logpdf(self, z, *shape):
+        return self._logpdf(np.asarray(z, dtype=float), *shape)
+
+    def logcdf(self, z, *shape):
+        return self._logcdf(np.asarray(z, dtype=float), *shape)
+
+    def logsf(self, z, *shape):
+        return self._logsf(np.asarray(z, dtype=float), *shape)
+
+    def cdf(self, z, *shape):
+        return np.exp(self.logcdf(z, *shape))
+
+    def ppf(self, u, *shape):
+        return self._ppf(np.asarray(u, dtype=float), *shape)
+
+    def rvs(self, rng: np.random.Generator, size, *shape) -> np.ndarray:
+        return self._rvs(rng, size, *shape)
+
+    def var(self, *shape) -> float:
+        """Variance of the standardized variable ``z`` (inf where it does not exist)."""
+        return float(self._var(*shape))
+
+    def mean(self, *shape) -> float:
+        """Mean of the standardized variable ``z``."""
+        return float(self._mean(*shape))
+
+
+# --- normal and lognormal -----------------------------------------------------------------------
+def _norm_rvs(rng, size):
+    return rng.standard_normal(size)
+
+
+_normal_kw = dict(
+    shape_names=(), domains=(), _logpdf=stats.norm.logpdf, _logcdf=special.log_ndtr,
+    _logsf=lambda z: special.log_ndtr(-z), _ppf=special.ndtri, _rvs=_norm_rvs,
+    _var=lambda: 1.0, _mean=lambda: 0.0,
+)
+
+NORMAL = Family(name="normal", transform="additive", description="Gaussian deviation, g = target + loc + scale*z", **_normal_kw)
+LOGNORMAL = Family(name="lognormal", transform="log",
+                   description="multiplicative deviation, g = target*exp(loc + scale*z), loc/scale dimensionless", **_normal_kw)
+
+# --- Student-t ------------------------------------------------------------------------------------
+STUDENT_T = Family(
+    name="student_t", shape_names=("df",), domains=((0.5, 1000.0),), transform="additive", default_shape=(5.0,),
+    _logpdf=lambda z, df: stats.t.logpdf(z, df), _logcdf=lambda z, df: stats.t.logcdf(z, df),
+    _logsf=lambda z, df: stats.t.logsf(z, df), _ppf=lambda u, df: stats.t.ppf(u, df),
+    _rvs=lambda rng, size, df: rng.standard_t(df, size),
+    _var=lambda df: df / (df - 2.0) if df > 2 else np.inf, _mean=lambda df: 0.0,
+    description="heavy-tailed deviation (degrees of freedom df)",
+)
+
+
+# --- skew-normal ----------------------------------------------------------------------------------
+def _skew_rvs(rng, size, a):
+    delta = a / np.sqrt(1.0 + a * a)
+    u0 = rng.standard_normal(size)
+    v = rng.standard_normal(size)
+    return delta * np.abs(u0) + np.sqrt(1.0 - delta * delta) * v
+
+
+def _skew_mean(a):
+    return np.sqrt(2 / np.pi) * a / np.sqrt(1 + a * a)
+
+
+SKEW_NORMAL = Family(
+    name="skew_normal", shape_names=("alpha",), domains=((-50.0, 50.0),), transform="additive", default_shape=(0.0,),
+    _logpdf=lambda z, a: stats.skewnorm.logpdf(z, a), _logcdf=lambda z, a: stats.skewnorm.logcdf(z, a),
+    _logsf=lambda z, a: stats.skewnorm.logsf(z, a), _ppf=lambda u, a: stats.skewnorm.ppf(u, a),
+    _rvs=_skew_rvs, _var=lambda a: 1.0 - _skew_mean(a) ** 2, _mean=_skew_mean,
+    description="asymmetric deviation (skewness parameter alpha; loc/scale are the family's, not mean/std)",
+)
+
+
+# --- two-component Gaussian mixture ---------------------------------------------------------------
+def _mix_logpdf(z, w, m2, r2):
+    a = np.log1p(-w) + stats.norm.logpdf(z)
+    b = np.log(w) + stats.norm.logpdf((z - m2) / r2) - np.log(r2)
+    return np.logaddexp(a, b)
+
+
+def _mix_logcdf(z, w, m2, r2):
+    return np.logaddexp(np.log1p(-w) + special.log_ndtr(z), np.log(w) + special.log_ndtr((z - m2) / r2))
+
+
+def _mix_logsf(z, w, m2, r2):
+    return np.logaddexp(np.log1p(-w) + special.log_ndtr(-z), np.log(w) + special.log_ndtr(-(z - m2) / r2))
+
+
+def _mix_ppf(u, w, m2, r2):
+    """Quantile by vectorized bisection on the mixture CDF (to ~1e-12 in z)."""
+    u = np.asarray(u, dtype=float)
+    lo = np.minimum(special.ndtri(np.clip(u, 1e-300, 1)), m2 + r2 * special.ndtri(np.clip(u, 1e-300, 1))) - 1.0
+    hi = np.maximum(special.ndtri(np.clip(u, 0, 1 - 1e-16)), m2 + r2 * special.ndtri(np.clip(u, 0, 1 - 1e-16))) + 1.0
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        below = np.exp(_mix_logcdf(mid, w, m2, r2)) < u
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    out = 0.5 * (lo + hi)
+    out = np.where(u <= 0, -np.inf, np.where(u >= 1, np.inf, out))
+    return out
+
+
+def _mix_rvs(rng, size, w, m2, r2):
+    z = rng.standard_normal(size)
+    second = rng.random(size) < w
+    return np.where(second, m2 + r2 * z, z)
+
+
+GAUSSIAN_MIXTURE = Family(
+    name="gaussian_mixture", shape_names=("w", "m2", "r2"),
+    domains=((1e-6, 0.5), (-30.0, 30.0), (0.02, 50.0)), transform="additive", default_shape=(0.1, 0.0, 3.0),
+    _logpdf=_mix_logpdf, _logcdf=_mix_logcdf, _logsf=_mix_logsf, _ppf=_mix_ppf, _rvs=_mix_rvs,
+    _var=lambda w, m2, r2: (1 - w) + w * (r2 * r2 + m2 * m2) - (w * m2) ** 2, _mean=lambda w, m2, r2: w * m2,
+    description="(1-w)*N(0,1) + w*N(m2, r2^2) in standardized units (second component: weight w <= 0.5)",
+)
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (NORMAL, LOGNORMAL, STUDENT_T, SKEW_NORMAL, GAUSSIAN_MIXTURE)}
+
+
+def family_names() -> list[str]:
+    """Names of the parametric families (the non-parametric ``empirical`` model is separate)."""
+    return list(FAMILIES)
+
+
+def get_family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ModelSpecError(
+            f"unknown variation family {name!r}; use one of {family_names() + ['empirical']}."
+        ) from None

@@ -1,0 +1,265 @@
+"""The device model: what conductance a device programmed to a target has when read at time t.
+
+:class:`DeviceModel` composes the optional parts of :mod:`reliability.devices.components` in a
+fixed physical order::
+
+    stuck?  --no-->  g0 = programming(target)        (device-to-device / cycle-to-cycle)
+                     g(t) = g0 * (t/t0)^-nu          (drift, nu per device)
+                     g(t) += |g(t)| * read noise      (fresh per read)
+    stuck?  --yes--> g = g_low or g_high (+ spread)  (ignores target, does not drift)
+    every device     g *= chip gain                   (one draw per chip)
+
+Conductances are floored at ``floor`` (0 uS by default: a conductance cannot be negative, as in
+aihwkit's PCM model); set ``floor=None`` to disable.  Models save to and load from a versioned
+JSON document (``SCHEMA``/``SCHEMA_VERSION``); no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reliability.devices.components import (
+    ChipGain, Drift, EmpiricalVariation, ProgrammingVariation, ReadNoise, StuckAt, programming_from_dict,
+)
+from reliability.errors import ModelSpecError
+
+__all__ = ["DeviceModel", "ProgrammedDevices", "SCHEMA", "SCHEMA_VERSION", "UNITS"]
+
+SCHEMA = "nvcim-reliability/device-model"
+SCHEMA_VERSION = 1
+#: Units a model may be expressed in.  ``uS``: conductance models.  ``w_max``: weight-level
+#: models, relative to the largest absolute weight of a layer.  ``level``: multi-level device
+#: models in units of the level spacing (levels 0 .. 2^bits - 1).
+UNITS = ("uS", "w_max", "level")
+
+
+def as_generator(rng: Any) -> np.random.Generator:
+    """Turn ``None``/int/SeedSequence/Generator into a Generator (the one place this happens)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer, np.random.SeedSequence)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be None, an int seed, a SeedSequence or a numpy Generator; got {type(rng).__name__}.")
+
+
+@dataclass(frozen=True)
+class ProgrammedDevices:
+    """Devices after programming, before any read: everything that stays fixed between reads."""
+
+    target: np.ndarray
+    g0: np.ndarray
+    nu: np.ndarray | None
+    stuck_state: np.ndarray | None
+    stuck_value: np.ndarray | None
+    gain: np.ndarray  # broadcastable to target
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    """A composable, serializable device-variation model.
+
+    Parameters
+    ----------
+    name, description, source : str
+        Identification and provenance (a paper, a data file and fit settings).
+    unit : {"uS", "w_max", "level"}
+        Unit of targets and conductances (see ``UNITS``).
+    programming : ProgrammingVariation or EmpiricalVariation or None
+        Programming variation; ``None`` means the device lands exactly on its target.
+    drift, read_noise, stuck, chip_gain : optional parts
+    g_range : (float, float) or None
+        The programmable range [g_min, g_max] in ``unit``; used by mappings and shown to users.
+    floor : float or None
+        Physical lower bound applied to programmed and read values (default 0).
+    metadata : dict
+        Fit provenance: estimates' standard errors, data summary, diagnostics.
+    """
+
+    name: str = "custom"
+    unit: str = "uS"
+    programming: ProgrammingVariation | EmpiricalVariation | None = None
+    drift: Drift | None = None
+    read_noise: ReadNoise | None = None
+    stuck: StuckAt | None = None
+    chip_gain: ChipGain | None = None
+    g_range: tuple[float, float] | None = None
+    floor: float | None = 0.0
+    description: str = ""
+    source: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ModelSpecError(f"DeviceModel.unit must be one of {UNITS}; got {self.unit!r}.")
+        if self.g_range is not None:
+            lo, hi = (float(v) for v in self.g_range)
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+                raise ModelSpecError(f"DeviceModel.g_range must be (g_min, g_max) with g_min < g_max; got {self.g_range!r}.")
+            object.__setattr__(self, "g_range", (lo, hi))
+
+    # ------------------------------------------------------------------ sampling
+    def program(self, target, rng=None, *, gain=None) -> ProgrammedDevices:
+        """Program devices to ``target`` (any shape).  ``gain`` broadcasts against ``target``."""
+        rng = as_generator(rng)
+        target = np.asarray(target, dtype=float)
+        if not np.all(np.isfinite(target)):
+            raise ModelSpecError("target conductances must be finite; got NaN or inf.")
+        g0 = self.programming.sample(target, rng) if self.programming is not None else target.copy()
+        if self.floor is not None:
+            g0 = np.maximum(g0, self.floor)
+        nu = self.drift.draw_nu(target, rng) if self.drift is not None else None
+        if self.stuck is not None and (self.stuck.p_low > 0 or self.stuck.p_high > 0):
+            state = self.stuck.draw_state(target.shape, rng)
+            value = self.stuck.values(state, rng)
+        else:
+            state = value = None
+        if gain is None:
+            gain = np.ones(())
+        return ProgrammedDevices(target, g0, nu, state, value, np.asarray(gain, dtype=float))
+
+    def read(self, programmed: ProgrammedDevices, time_s: float = 0.0, rng=None) -> np.ndarray:
+        """Read programmed devices at ``time_s`` seconds after programming (fresh read noise)."""
+        rng = as_generator(rng)
+        time_s = float(time_s)
+        if not (np.isfinite(time_s) and time_s >= 0):
+            raise ModelSpecError(f"time_s must be a non-negative number of seconds; got {time_s!r}.")
+        g = programmed.g0
+        if self.drift is not None:
+            g = self.drift.apply(g, programmed.nu, time_s)
+        if self.read_noise is not None:
+            g = self.read_noise.apply(g, programmed.target, time_s, rng)
+        if programmed.stuck_state is not None:
+            g = np.where(programmed.stuck_state > 0, programmed.stuck_value, g)
+        if self.floor is not None:
+            g = np.maximum(g, self.floor)
+        return g * programmed.gain
+
+    def sample(self, target, time_s: float = 0.0, size=None, rng=None) -> np.ndarray:
+        """Conductances of random devices, **each on its own random chip**, read at ``time_s``.
+
+        ``target`` broadcasts to ``size`` (default: ``target``'s shape).  Use
+        :meth:`sample_chips` for many devices sharing a chip.
+        """
+        rng = as_generator(rng)
+        target = np.asarray(target, dtype=float)
+        if size is not None:
+            target = np.broadcast_to(target, size)
+        gain = self.chip_gain.draw(target.shape, rng) if self.chip_gain is not None else None
+        return self.read(self.program(target, rng, gain=gain), time_s, rng)
+
+    def sample_chips(self, target, n_chips: int, time_s: float = 0.0, rng=None) -> np.ndarray:
+        """``n_chips`` chips of devices programmed to ``target``: shape ``(n_chips, *target.shape)``."""
+        rng = as_generator(rng)
+        if int(n_chips) != n_chips or n_chips < 1:
+            raise ModelSpecError(f"n_chips must be a positive integer; got {n_chips!r}.")
+        target = np.asarray(target, dtype=float)
+        full = np.broadcast_to(target, (int(n_chips),) + target.shape)
+        gain = None
+        if self.chip_gain is not None:
+            gain = self.chip_gain.draw(int(n_chips), rng).reshape((int(n_chips),) + (1,) * target.ndim)
+        return self.read(self.program(full, rng, gain=gain), time_s, rng)
+
+    # ------------------------------------------------------------------ summaries
+    def std_programming(self, target) -> np.ndarray:
+        """Standard deviation of the programming variation alone at ``target``."""
+        if self.programming is None:
+            return np.zeros(np.shape(target))
+        return self.programming.std(target)
+
+    def with_(self, **changes) -> "DeviceModel":
+        """A copy with some fields replaced (models are immutable)."""
+        return replace(self, **changes)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schema": SCHEMA, "version": SCHEMA_VERSION, "name": self.name, "unit": self.unit,
+            "description": self.description, "source": self.source,
+            "g_range": None if self.g_range is None else list(self.g_range), "floor": self.floor,
+            "programming": None if self.programming is None else self.programming.to_dict(),
+            "drift": None if self.drift is None else self.drift.to_dict(),
+            "read_noise": None if self.read_noise is None else self.read_noise.to_dict(),
+            "stuck": None if self.stuck is None else self.stuck.to_dict(),
+            "chip_gain": None if self.chip_gain is None else self.chip_gain.to_dict(),
+        }
+        if self.metadata:
+            d["metadata"] = _jsonable(self.metadata)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DeviceModel":
+        if not isinstance(d, dict):
+            raise ModelSpecError(f"a device model must be a JSON object; got {type(d).__name__}.")
+        if d.get("schema") != SCHEMA:
+            raise ModelSpecError(f"not a device model: 'schema' is {d.get('schema')!r}, expected {SCHEMA!r}.")
+        version = d.get("version")
+        if version != SCHEMA_VERSION:
+            raise ModelSpecError(
+                f"device model schema version {version!r} is not supported by this release (which reads version "
+                f"{SCHEMA_VERSION}); upgrade nvcim-reliability or re-export the model."
+            )
+        known = {"schema", "version", "name", "unit", "description", "source", "g_range", "floor", "programming",
+                 "drift", "read_noise", "stuck", "chip_gain", "metadata"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ModelSpecError(f"device model has unknown fields {unknown}; known fields are {sorted(known)}.")
+        try:
+            return cls(
+                name=str(d.get("name", "custom")), unit=d.get("unit", "uS"),
+                description=str(d.get("description", "")), source=str(d.get("source", "")),
+                g_range=None if d.get("g_range") is None else tuple(d["g_range"]),
+                floor=d.get("floor", 0.0),
+                programming=None if d.get("programming") is None else programming_from_dict(d["programming"]),
+                drift=None if d.get("drift") is None else Drift.from_dict(d["drift"]),
+                read_noise=None if d.get("read_noise") is None else ReadNoise.from_dict(d["read_noise"]),
+                stuck=None if d.get("stuck") is None else StuckAt.from_dict(d["stuck"]),
+                chip_gain=None if d.get("chip_gain") is None else ChipGain.from_dict(d["chip_gain"]),
+                metadata=dict(d.get("metadata") or {}),
+            )
+        except TypeError as exc:
+            raise ModelSpecError(f"device model has a malformed part: {exc}") from None
+
+    def to_json(self, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=True)
+
+    def save(self, path, overwrite: bool = False) -> Path:
+        """Write the model as JSON.  Refuses to overwrite an existing file unless ``overwrite``."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) or choose another path.")
+        path.write_text(self.to_json() + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path) -> "DeviceModel":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelSpecError(f"device model file {path} does not exist; give a JSON file or a preset name.") from None
+        except json.JSONDecodeError as exc:
+            raise ModelSpecError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}.") from None
+        return cls.from_dict(d)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    return obj
