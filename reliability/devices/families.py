@@ -101,8 +101,15 @@ def _norm_rvs(rng, size):
     return rng.standard_normal(size)
 
 
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+def _norm_logpdf(z):
+    return -0.5 * z * z - 0.5 * _LOG_2PI
+
+
 _normal_kw = dict(
-    shape_names=(), domains=(), _logpdf=stats.norm.logpdf, _logcdf=special.log_ndtr,
+    shape_names=(), domains=(), _logpdf=_norm_logpdf, _logcdf=special.log_ndtr,
     _logsf=lambda z: special.log_ndtr(-z), _ppf=special.ndtri, _rvs=_norm_rvs,
     _var=lambda: 1.0, _mean=lambda: 0.0,
 )
@@ -112,10 +119,22 @@ LOGNORMAL = Family(name="lognormal", transform="log",
                    description="multiplicative deviation, g = target*exp(loc + scale*z), loc/scale dimensionless", **_normal_kw)
 
 # --- Student-t ------------------------------------------------------------------------------------
+def _t_logpdf(z, df):
+    c = special.gammaln((df + 1) / 2) - special.gammaln(df / 2) - 0.5 * np.log(df * np.pi)
+    return c - (df + 1) / 2 * np.log1p(z * z / df)
+
+
+def _t_logcdf(z, df):
+    return np.log(special.stdtr(df, z))
+
+
+def _t_logsf(z, df):
+    return np.log(special.stdtr(df, -z))
+
+
 STUDENT_T = Family(
     name="student_t", shape_names=("df",), domains=((0.5, 1000.0),), transform="additive", default_shape=(5.0,),
-    _logpdf=lambda z, df: stats.t.logpdf(z, df), _logcdf=lambda z, df: stats.t.logcdf(z, df),
-    _logsf=lambda z, df: stats.t.logsf(z, df), _ppf=lambda u, df: stats.t.ppf(u, df),
+    _logpdf=_t_logpdf, _logcdf=_t_logcdf, _logsf=_t_logsf, _ppf=lambda u, df: special.stdtrit(df, u),
     _rvs=lambda rng, size, df: rng.standard_t(df, size),
     _var=lambda df: df / (df - 2.0) if df > 2 else np.inf, _mean=lambda df: 0.0,
     description="heavy-tailed deviation (degrees of freedom df)",
@@ -134,10 +153,28 @@ def _skew_mean(a):
     return np.sqrt(2 / np.pi) * a / np.sqrt(1 + a * a)
 
 
+def _skew_logpdf(z, a):
+    return np.log(2.0) - 0.5 * z * z - 0.5 * _LOG_2PI + special.log_ndtr(a * z)
+
+
+def _skew_cdf(z, a):
+    # Owen's T function: F(z) = Phi(z) - 2 T(z, a)
+    return np.clip(special.ndtr(z) - 2.0 * special.owens_t(z, a), 0.0, 1.0)
+
+
+def _skew_logcdf(z, a):
+    with np.errstate(divide="ignore"):
+        return np.log(_skew_cdf(z, a))
+
+
+def _skew_logsf(z, a):
+    # by symmetry, 1 - F(z; a) = F(-z; -a)
+    return _skew_logcdf(-np.asarray(z), -a)
+
+
 SKEW_NORMAL = Family(
     name="skew_normal", shape_names=("alpha",), domains=((-50.0, 50.0),), transform="additive", default_shape=(0.0,),
-    _logpdf=lambda z, a: stats.skewnorm.logpdf(z, a), _logcdf=lambda z, a: stats.skewnorm.logcdf(z, a),
-    _logsf=lambda z, a: stats.skewnorm.logsf(z, a), _ppf=lambda u, a: stats.skewnorm.ppf(u, a),
+    _logpdf=_skew_logpdf, _logcdf=_skew_logcdf, _logsf=_skew_logsf, _ppf=lambda u, a: stats.skewnorm.ppf(u, a),
     _rvs=_skew_rvs, _var=lambda a: 1.0 - _skew_mean(a) ** 2, _mean=_skew_mean,
     description="asymmetric deviation (skewness parameter alpha; loc/scale are the family's, not mean/std)",
 )
@@ -145,8 +182,8 @@ SKEW_NORMAL = Family(
 
 # --- two-component Gaussian mixture ---------------------------------------------------------------
 def _mix_logpdf(z, w, m2, r2):
-    a = np.log1p(-w) + stats.norm.logpdf(z)
-    b = np.log(w) + stats.norm.logpdf((z - m2) / r2) - np.log(r2)
+    a = np.log1p(-w) + _norm_logpdf(z)
+    b = np.log(w) + _norm_logpdf((z - m2) / r2) - np.log(r2)
     return np.logaddexp(a, b)
 
 

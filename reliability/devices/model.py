@@ -172,6 +172,12 @@ class DeviceModel:
             return np.zeros(np.shape(target))
         return self.programming.std(target)
 
+    def describe(self) -> str:
+        """A human-readable description with every parameter's unit."""
+        from reliability.devices.describe import describe
+
+        return describe(self)
+
     def with_(self, **changes) -> "DeviceModel":
         """A copy with some fields replaced (models are immutable)."""
         return replace(self, **changes)

@@ -299,7 +299,7 @@ def _rank_key(c: CandidateFit):
     return (0 if tails else 1, c.bic)
 
 
-def _level_data(fam, xf, Tf, lvf, k, cf, lof, hif, s_ll, log_bulk) -> LevelData:
+def _level_data(fam, xf, Tf, lvf, k, cf, lof, hif, s_ll, log_bulk, clean) -> LevelData:
     sel = lvf == k
     x, T, c = xf[sel], Tf[sel], cf[sel]
     if fam.transform == "log":
@@ -309,7 +309,7 @@ def _level_data(fam, xf, Tf, lvf, k, cf, lof, hif, s_ll, log_bulk) -> LevelData:
     else:
         y = np.where(c < 0, lof[sel], np.where(c > 0, hif[sel] if hif is not None else x, x)) - T
         lj = np.zeros(x.size)
-    return LevelData(float(np.median(T)), y, c, lj, s_ll[sel], log_bulk)
+    return LevelData(float(np.median(T)), y, c, lj, s_ll[sel], log_bulk, clean[sel])
 
 
 def _fit_family(fam_name, xf, Tf, lvf, centres, cf, lof, hif, s_ll, log_bulk, keep_gof, n_obs, n_stuck, state):
@@ -317,7 +317,7 @@ def _fit_family(fam_name, xf, Tf, lvf, centres, cf, lof, hif, s_ll, log_bulk, ke
     if fam.transform == "log" and np.any(Tf <= 0):
         return [CandidateFit(fam_name, "-", 0, float("nan"), float("nan"), float("nan"), {}, {}, {}, None, None, False,
                              "lognormal needs positive targets; the data have a level at 0 uS")]
-    levels = [_level_data(fam, xf, Tf, lvf, k, cf, lof, hif, s_ll, log_bulk) for k in range(centres.size)]
+    levels = [_level_data(fam, xf, Tf, lvf, k, cf, lof, hif, s_ll, log_bulk, keep_gof) for k in range(centres.size)]
     shape, shape_se = fit_shape_pooled(fam, levels)
     per = [fit_level(fam, lv, shape) for lv in levels]
     loglik_levels = float(sum(p["loglik"] for p in per))

@@ -37,6 +37,11 @@ class LevelData:
     log_jac: np.ndarray
     stuck_ll: np.ndarray
     log_bulk: float
+    clean: np.ndarray | None = None   # rows believed programmable and uncensored (for starting values)
+
+    def clean_y(self) -> np.ndarray:
+        keep = (self.cens == 0) if self.clean is None else (self.clean & (self.cens == 0))
+        return self.y[keep]
 
     @property
     def n(self) -> int:
@@ -136,8 +141,7 @@ def fit_shape_pooled(fam: Family, levels: list[LevelData], max_rows: int = 40000
         return (), np.zeros(0)
     pooled = []
     for lv in levels:
-        keep = (lv.cens == 0) & np.isneginf(lv.stuck_ll)
-        y = lv.y[keep]
+        y = lv.clean_y()
         if y.size < 5:
             continue
         c, s = _robust_center_scale(y)
@@ -178,7 +182,7 @@ def fit_level(fam: Family, data: LevelData, shape: tuple, start: tuple[float, fl
 
     Returns ``dict(loc, scale, loc_se, scale_se, loglik, converged)``.
     """
-    y_obs = data.y[(data.cens == 0) & np.isneginf(data.stuck_ll)]
+    y_obs = data.clean_y()
     if y_obs.size == 0:
         y_obs = data.y
     closed_form = (fam.name in ("normal", "lognormal") and np.all(data.cens == 0)
