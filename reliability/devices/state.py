@@ -144,7 +144,8 @@ class Spline(StateFunction):
                 "lower": None if self.lower is None else float(self.lower)}
 
     def describe(self, unit=""):
-        pairs = ", ".join(f"{k:.4g}->{v:.4g}" for k, v in zip(self.knots, self.values))
+        pts = [f"{k:.4g}->{v:.4g}" for k, v in zip(self.knots, self.values)]
+        pairs = ", ".join(pts) if len(pts) <= 8 else ", ".join(pts[:3] + ["..."] + pts[-2:])
         return f"spline through {len(self.knots)} knots [{pairs}]{(' ' + unit) if unit else ''}"
 
 
