@@ -260,7 +260,7 @@ def fit_device(
                      f"(observed/expected {best.gof.tail_ratio[0]:.2f}, {best.gof.tail_ratio[1]:.2f}); "
                      "tail estimates built on it are suspect")
 
-    prog, deflate_note = _deflate(best, dr, xf, Tf, lvf, centres, times[0])
+    prog, deflate_note = _deflate(best, dr, xf, Tf, lvf, centres, times[0], keep_gof)
     if deflate_note:
         notes.append(deflate_note)
     g_lo, g_hi = float(np.min(T)), float(np.max(T))
@@ -407,7 +407,7 @@ def _fit_empirical(xf, Tf, lvf, centres, keep):
                         "lookup table: no likelihood (not ranked by BIC); tails bounded by the data")
 
 
-def _deflate(best: CandidateFit, dr: DriftFit, xf, Tf, lvf, centres, t_first):
+def _deflate(best: CandidateFit, dr: DriftFit, xf, Tf, lvf, centres, t_first, keep):
     """Remove the read noise and drift spread present at the earliest read from the programming scale."""
     prog = best.programming
     if dr.drift is None and dr.read_noise is None:
@@ -445,7 +445,8 @@ def _deflate(best: CandidateFit, dr: DriftFit, xf, Tf, lvf, centres, t_first):
                 ex = extra_rel(T)
                 s2 = s ** 2 - ex
             else:
-                sel = lvf == np.argmin(np.abs(centres - T))
+                # second moment of the programmable devices' readings (stuck devices excluded)
+                sel = (lvf == np.argmin(np.abs(centres - T))) & keep
                 m2 = float(np.mean(xf[sel] ** 2)) if np.any(sel) else T ** 2
                 s2 = s ** 2 - extra_rel(T) * m2 / vz
             if s2 < 0.05 * s ** 2:
@@ -460,7 +461,9 @@ def _deflate(best: CandidateFit, dr: DriftFit, xf, Tf, lvf, centres, t_first):
             tg = np.asarray(centres, dtype=float)
             vals = np.array([newscale(k, float(sc(k))) for k in tg])
             d = len(sc.coefficients) - 1
-            coef = _wls_poly(tg / sc.x_scale, vals, np.ones_like(vals), d)
+            se = np.asarray(best.levels.get("scale_se", np.ones_like(vals)), dtype=float)
+            w = 1 / np.maximum(np.nan_to_num(se, nan=np.inf), 1e-12) ** 2
+            coef = _wls_poly(tg / sc.x_scale, vals, w, d)
             new_scale = Polynomial(tuple(coef), sc.x_scale, 0.0)
         prog = ProgrammingVariation(prog.family, prog.loc, new_scale, prog.shape)
     note = (f"programming scale reduced by the read noise and drift spread already present at the first read "

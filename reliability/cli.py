@@ -1,0 +1,200 @@
+"""The ``reliability`` command: thin argument parsing over the library, then printing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from reliability import __version__
+from reliability.errors import ReliabilityError
+
+FAMILY_CHOICES = ["auto", "normal", "lognormal", "student_t", "skew_normal", "gaussian_mixture", "empirical"]
+
+
+def _table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False)
+    for c in columns:
+        t.add_column(c, justify="right" if c not in ("candidate", "message") else "left")
+    for r in rows:
+        t.add_row(*[_fmt(r.get(c)) for c in columns])
+    Console(width=160).print(t)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, float):
+        if v != v:
+            return "-"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _read_data(args):
+    from reliability.data import from_wide, read_measurements
+
+    if args.wide:
+        return from_wide(args.data, read_voltage=args.read_voltage, unit=args.unit, drop_invalid=args.drop_invalid)
+    return read_measurements(args.data, unit=args.unit, read_voltage=args.read_voltage, drop_invalid=args.drop_invalid)
+
+
+def _print_fit(res) -> None:
+    cols = ["candidate", "k", "loglik", "bic", "ks", "ad", "tail_low_ratio", "tail_high_ratio", "tails_ok"]
+    rows = res.to_polars().to_dicts()
+    _table(rows, cols, title="candidates, best first (tail counts observed/expected beyond 0.1 % / 99.9 %)")
+    print(res.summary())
+    if res.model is not None:
+        print()
+        print(res.model.describe())
+
+
+def cmd_fit(args) -> int:
+    from reliability.fit import fit_device
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ReliabilityError(f"--out {out} exists; pass --force to overwrite it or choose another path.")
+    table = _read_data(args)
+    if table.n_dropped:
+        print(f"dropped {table.n_dropped} invalid rows: {table.drop_reasons}", file=sys.stderr)
+    censor = tuple(args.censor) if args.censor else None
+    stuck = {"auto": "auto", "yes": True, "no": False}[args.stuck]
+    res = fit_device(table, families=args.family, state=args.state, censor=censor, stuck=stuck,
+                     chip_gain=not args.no_chip_gain, t0_s=args.t0, name=args.name or Path(args.data).stem)
+    _print_fit(res)
+    if res.model is None:
+        print(f"error: {res.message}", file=sys.stderr)
+        return 1
+    res.model.save(out, overwrite=True)
+    print(f"\nwrote {out}")
+    if not res.success:
+        print(f"warning: {res.message}", file=sys.stderr)
+    return 0
+
+
+def cmd_device_show(args) -> int:
+    from reliability.devices import load_device
+
+    m = load_device(args.device)
+    print(m.describe())
+    if args.json:
+        print(m.to_json())
+    return 0
+
+
+def cmd_device_presets(args) -> int:
+    from reliability.devices.presets import PRESETS
+
+    for name, fn in PRESETS.items():
+        doc = (fn.__doc__ or "").strip().splitlines()
+        print(f"{name:16s} {doc[0] if doc else ''}")
+    return 0
+
+
+def cmd_device_sample(args) -> int:
+    from reliability.devices import load_device
+
+    out = Path(args.npy)
+    if out.exists() and not args.force:
+        raise ReliabilityError(f"--npy {out} exists; pass --force to overwrite it or choose another path.")
+    if args.n < 1:
+        raise ReliabilityError(f"-n must be a positive number of samples; got {args.n}.")
+    m = load_device(args.device)
+    x = m.sample(args.target, time_s=args.time, size=args.n, rng=np.random.default_rng(args.seed))
+    np.save(out, x)
+    q = np.percentile(x, [5, 50, 95])
+    print(f"wrote {args.n} samples ({m.unit}) of devices programmed to {args.target:g} {m.unit}, read at "
+          f"{args.time:g} s, each on a new chip, to {out}: mean {x.mean():.4g}, std {x.std():.4g}, "
+          f"5/50/95 % {q[0]:.4g}/{q[1]:.4g}/{q[2]:.4g}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from reliability.data import load_bundled
+    from reliability.fit import fit_device
+
+    print("nvcim-reliability demo: fit the bundled CrossSim pulse-ramp measurements (set.csv, BSD-3, read at 0.1 V)\n")
+    table = load_bundled("crosssim-set")
+    print(table.summary())
+    res = fit_device(table, name="crosssim-set")
+    _print_fit(res)
+    if args.out:
+        res.model.save(args.out, overwrite=args.force)
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reliability", description="Statistical reliability of computing-in-memory "
+                                "accelerators: fit device variation, propagate it, estimate tail accuracy.")
+    p.add_argument("--version", action="version", version=f"nvcim-reliability {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="fit the bundled device data and print the model (no files needed)")
+    d.add_argument("--out", help="also write the fitted model to this JSON file")
+    d.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    d.set_defaults(func=cmd_demo)
+
+    f = sub.add_parser("fit", help="fit a device model to measurements (CSV or Parquet)")
+    f.add_argument("data", help="measurement file in the long format (see `reliability.data`), or wide with --wide")
+    f.add_argument("--out", required=True, help="output device model JSON")
+    f.add_argument("--family", default="auto", choices=FAMILY_CHOICES, help="variation family (default: rank all)")
+    f.add_argument("--state", default="auto", choices=["auto", "levels", "poly"],
+                   help="state dependence: spline through levels, polynomial, or both ranked")
+    f.add_argument("--unit", help="conductance unit when columns have no _S/_mS/_uS/_nS suffix")
+    f.add_argument("--read-voltage", type=float, help="read voltage in V, to convert read current to conductance")
+    f.add_argument("--wide", action="store_true", help="one column per repetition (e.g. CrossSim pulse ramps)")
+    f.add_argument("--censor", nargs=2, type=float, metavar=("LOW", "HIGH"), help="measurement range in uS")
+    f.add_argument("--stuck", default="auto", choices=["auto", "yes", "no"], help="stuck-at mixture")
+    f.add_argument("--no-chip-gain", action="store_true", help="do not estimate chip-to-chip gain")
+    f.add_argument("--t0", type=float, default=20.0, help="drift reference time in s (default 20)")
+    f.add_argument("--drop-invalid", action="store_true", help="drop invalid rows (reported) instead of failing")
+    f.add_argument("--name", help="model name (default: data file stem)")
+    f.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    f.set_defaults(func=cmd_fit)
+
+    dev = sub.add_parser("device", help="inspect and sample device models")
+    dsub = dev.add_subparsers(dest="device_command", metavar="SUBCOMMAND")
+    s = dsub.add_parser("show", help="describe a device model (JSON file or preset name)")
+    s.add_argument("device")
+    s.add_argument("--json", action="store_true", help="also print the JSON document")
+    s.set_defaults(func=cmd_device_show)
+    pr = dsub.add_parser("presets", help="list the literature presets")
+    pr.set_defaults(func=cmd_device_presets)
+    sa = dsub.add_parser("sample", help="conductance samples of random devices on random new chips")
+    sa.add_argument("device", help="JSON file or preset name")
+    sa.add_argument("--target", type=float, required=True, help="programmed target (model unit, uS for conductance)")
+    sa.add_argument("--time", type=float, default=0.0, help="read time in seconds since programming")
+    sa.add_argument("-n", type=int, required=True, help="number of samples")
+    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("--npy", required=True, help="output .npy file")
+    sa.add_argument("--force", action="store_true", help="overwrite --npy if it exists")
+    sa.set_defaults(func=cmd_device_sample)
+    dev.set_defaults(func=lambda a: (dev.print_help(), 0)[1])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (ReliabilityError, FileExistsError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
