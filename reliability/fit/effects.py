@@ -345,6 +345,19 @@ def _fit_marginal(ys_by_time, L, R):
                 q_se=(se2[2] / (2 * max(q, 1e-12))) if se2.size > 2 else np.nan, ok=True)
 
 
+def _smooth_log_quadratic(tg, vals, se):
+    se = np.asarray(se, dtype=float)
+    vals = np.asarray(vals, dtype=float)
+    w = np.where(np.isfinite(se) & (se > 0), 1 / np.maximum(se, 1e-6) ** 2, 0.0)
+    if np.count_nonzero(w) < 3:
+        return vals
+    x = np.log(tg)
+    V = np.vander(x, 3, increasing=True)
+    sw = np.sqrt(w)
+    coef, *_ = np.linalg.lstsq(V * sw[:, None], vals * sw, rcond=None)
+    return np.maximum(V @ coef, 0.0)
+
+
 def estimate_drift(x, time, level, centres, bulk, cens, device_key, t0_s=20.0, t_read_s=250e-9) -> DriftFit:
     """Drift exponent statistics and 1/f read-noise amplitude per level, smoothed over targets.
 
@@ -397,8 +410,17 @@ def estimate_drift(x, time, level, centres, bulk, cens, device_key, t0_s=20.0, t
         vals = np.asarray(vals, dtype=float)
         return Spline(tuple(tg), tuple(vals), lower) if tg.size > 1 else Constant(float(vals[0]))
 
-    drift = Drift(nu_mean=smooth(table["nu_mean"]), nu_std=smooth(np.abs(table["nu_std"]), 0.0), t0_s=t0_s, fold=True)
+    nu_std_v = np.abs(table["nu_std"])
     qv = np.abs(table["q"])
+    if device_key is None and tg.size >= 4:
+        # without device ids the split between drift spread and read noise is weakly identified
+        # per level; borrow strength across levels with a weighted quadratic in log(target)
+        nu_std_v = _smooth_log_quadratic(tg, nu_std_v, table["nu_std_se"])
+        qv = _smooth_log_quadratic(tg, qv, table["q_se"])
+        table["nu_std_smoothed"] = nu_std_v.tolist()
+        table["q_smoothed"] = qv.tolist()
+        method += "; nu_std and q smoothed across levels (weighted quadratic in log target)"
+    drift = Drift(nu_mean=smooth(table["nu_mean"]), nu_std=smooth(nu_std_v, 0.0), t0_s=t0_s, fold=True)
     read_noise = ReadNoise(q=smooth(qv, 0.0), t_read_s=t_read_s) if np.any(qv > 0) else None
     msg = (f"drift from {times.size} read times at {len(rows)} levels ({method}): nu_mean "
            f"{np.min(table['nu_mean']):.3g}..{np.max(table['nu_mean']):.3g}, read-noise q "
