@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--family", default="auto", choices=FAMILY_CHOICES, help="variation family (default: rank all)")
     f.add_argument("--state", default="auto", choices=["auto", "levels", "poly"],
                    help="state dependence: spline through levels, polynomial, or both ranked")
-    f.add_argument("--unit", help="conductance unit when columns have no _S/_mS/_uS/_nS suffix")
+    f.add_argument("--unit", help="unit of columns without a suffix: S, mS, uS, nS, or with --read-voltage a current unit A, mA, uA, nA")
     f.add_argument("--read-voltage", type=float, help="read voltage in V, to convert read current to conductance")
     f.add_argument("--wide", action="store_true", help="one column per repetition (e.g. CrossSim pulse ramps)")
     f.add_argument("--censor", nargs=2, type=float, metavar=("LOW", "HIGH"), help="measurement range in uS")

@@ -1,0 +1,76 @@
+"""Benchmark suite: speed targets measured side by side in one run and reported as ratios.
+
+Run ``python benchmarks/run.py`` (add ``--json results.json`` to keep the numbers).  Each entry
+reports the measured time, the target and their ratio (ratio <= 1 meets the target).  The suite
+grows with the toolkit; entries so far:
+
+- ``fit-100k``: ``fit_device`` on a 100,000-row PCM-like campaign (4 chips x 13 levels x 641
+  devices x 3 read times, with device ids), every family ranked.  Target: 30 s on 2 cores.
+- ``fit-100k-noids``: the same rows without the ``device`` column (moment-based drift).
+- ``read-100k``: reading and validating the same rows from CSV (context for the fit time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _campaign():
+    from reliability.data import simulate_campaign
+    from reliability.devices import ChipGain, StuckAt
+    from reliability.devices.presets import get_preset
+
+    truth = get_preset("pcm").with_(stuck=StuckAt(0.01, 0.005, 0.0, 25.0, 0.0, 0.3), chip_gain=ChipGain(0.03))
+    return simulate_campaign(truth, np.linspace(0, 25, 13), [20.0, 3600.0, 86400.0], n_chips=4, n_devices=641, rng=0)
+
+
+def _time(fn, repeat=1):
+    best = np.inf
+    out = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", help="write the results to this JSON file")
+    args = ap.parse_args(argv)
+    from reliability.data import read_measurements, write_measurements
+    from reliability.fit import fit_device
+
+    df = _campaign()
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        path = write_measurements(df, Path(d) / "campaign.csv")
+        t_read, table = _time(lambda: read_measurements(path))
+        rows.append(("read-100k", f"{table.frame.height} rows from CSV", t_read, None))
+    t_fit, res = _time(lambda: fit_device(df))
+    rows.append(("fit-100k", f"{df.height} rows, chosen {res.chosen}", t_fit, 30.0))
+    t_fit2, res2 = _time(lambda: fit_device(df.drop("device")))
+    rows.append(("fit-100k-noids", f"{df.height} rows, chosen {res2.chosen}", t_fit2, 30.0))
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"{'benchmark':18s} {'seconds':>9s} {'target':>8s} {'ratio':>7s}  detail")
+    out = []
+    for name, detail, sec, target in rows:
+        ratio = sec / target if target else float("nan")
+        print(f"{name:18s} {sec:9.2f} {target if target else '-':>8} {ratio:7.2f}  {detail}")
+        out.append({"benchmark": name, "seconds": sec, "target_s": target, "ratio": ratio, "detail": detail})
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0 if all(r["ratio"] <= 1 or r["target_s"] is None for r in out) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
