@@ -108,6 +108,21 @@ class DeviceFitResult:
         cand = next(c for c in self.candidates if c.name == self.chosen)
         return pl.DataFrame({k: v for k, v in cand.levels.items()})
 
+    def qq_table(self, candidate: str | None = None) -> pl.DataFrame:
+        """QQ data of a candidate (default: the chosen one), long format: one row per level and
+        probability, with the empirical and the model quantile (uS) at the earliest read time."""
+        name = candidate or self.chosen
+        try:
+            cand = next(c for c in self.candidates if c.name == name)
+        except StopIteration:
+            raise ReliabilityError(f"no candidate {name!r}; candidates are {[c.name for c in self.candidates]}.") from None
+        rows = []
+        for level, d in (cand.gof.qq.items() if cand.gof is not None else []):
+            for p, e, m in zip(d["probs"], d["empirical"], d["model"]):
+                rows.append({"target_uS": level, "prob": p, "empirical_uS": e, "model_uS": m})
+        return pl.DataFrame(rows, schema={"target_uS": pl.Float64, "prob": pl.Float64, "empirical_uS": pl.Float64,
+                                          "model_uS": pl.Float64})
+
     def drift_table(self) -> pl.DataFrame:
         return pl.DataFrame(self.drift.table) if self.drift.table else pl.DataFrame()
 

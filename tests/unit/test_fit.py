@@ -152,3 +152,35 @@ def test_fit_errors():
         fit_device(_frame(m, np.array([10.0]), 100), families="gamma")
     with pytest.raises(ReliabilityError, match="state must be"):
         fit_device(_frame(m, np.array([10.0]), 100), state="cubic")
+
+
+def test_lognormal_recovered_on_positive_levels():
+    m = DeviceModel(programming=ProgrammingVariation("lognormal", scale=Constant(0.08)))
+    res = fit_device(_frame(m, np.array([5.0, 10.0, 20.0]), 4000, seed=8), families="lognormal", state="levels")
+    for row in res.levels_table().iter_rows(named=True):
+        assert abs(row["scale"] - 0.08) < K * row["scale_se"]
+    assert res.success
+
+
+def test_gaussian_mixture_data_prefer_mixture_and_qq_table():
+    m = DeviceModel(programming=ProgrammingVariation("gaussian_mixture", scale=Constant(0.5),
+                                                     shape={"w": 0.15, "m2": 0.0, "r2": 5.0}))
+    res = fit_device(_frame(m, np.array([10.0, 20.0, 30.0]), 4000, seed=9), state="levels")
+    assert res.chosen.startswith(("gaussian_mixture", "student_t"))
+    mix = next(c for c in res.candidates if c.family == "gaussian_mixture")
+    assert abs(mix.shape["r2"] - 5.0) < K * mix.shape_se["r2"]
+    qq = res.qq_table()
+    assert qq.height == 3 * 15 and {"empirical_uS", "model_uS"} <= set(qq.columns)
+    # model and empirical medians agree to a few standard errors of a median (1.25 sd/sqrt(n))
+    med = qq.filter(pl.col("prob") == 0.5)
+    assert (med["model_uS"] - med["empirical_uS"]).abs().max() < 4 * 1.25 * 1.5 / np.sqrt(4000)
+    with pytest.raises(ReliabilityError, match="no candidate"):
+        res.qq_table("weibull/levels")
+
+
+def test_empirical_family_on_request():
+    m = DeviceModel(programming=ProgrammingVariation("normal", scale=Constant(0.5)))
+    res = fit_device(_frame(m, np.array([10.0, 20.0]), 2000, seed=10), families="empirical")
+    assert res.chosen == "empirical/levels"
+    s = res.model.sample(15.0, size=100000, rng=0)
+    assert abs(s.std() - 0.5) < 0.05  # lookup table reproduces the spread; interpolated between levels
