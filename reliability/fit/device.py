@@ -468,19 +468,29 @@ def _deflate(best: CandidateFit, dr: DriftFit, xf, Tf, lvf, centres, t_first, ke
                 floored.append(float(T))
                 s2 = 0.05 * s ** 2
             return float(np.sqrt(s2))
-        sc = prog.scale
+        # shrinking the scale of a skewed family also moves its mean (mean = loc + scale * E[z]);
+        # the location is shifted by (old - new) * E[z] so the mean at every level is unchanged
+        mz = fam.mean(*prog.shape_values()) if fam.transform != "log" else 0.0
+        sc, lc = prog.scale, prog.loc
         if isinstance(sc, Spline):
             vals = [newscale(k, v) for k, v in zip(sc.knots, sc.values)]
             new_scale = Spline(sc.knots, tuple(vals), sc.lower)
+            locs = [float(lc(k)) + (old - new) * mz for k, old, new in zip(sc.knots, sc.values, vals)]
+            new_loc = Spline(sc.knots, tuple(locs), None) if len(sc.knots) > 1 else lc
         else:
             tg = np.asarray(centres, dtype=float)
-            vals = np.array([newscale(k, float(sc(k))) for k in tg])
+            old_vals = np.array([float(sc(k)) for k in tg])
+            vals = np.array([newscale(k, v) for k, v in zip(tg, old_vals)])
             d = len(sc.coefficients) - 1
             se = np.asarray(best.levels.get("scale_se", np.ones_like(vals)), dtype=float)
             w = 1 / np.maximum(np.nan_to_num(se, nan=np.inf), 1e-12) ** 2
-            coef = _wls_poly(tg / sc.x_scale, vals, w, d)
-            new_scale = Polynomial(tuple(coef), sc.x_scale, 0.0)
-        prog = ProgrammingVariation(prog.family, prog.loc, new_scale, prog.shape)
+            new_scale = Polynomial(tuple(_wls_poly(tg / sc.x_scale, vals, w, d)), sc.x_scale, 0.0)
+            if mz != 0.0 and isinstance(lc, Polynomial):
+                locs = lc(tg) + (old_vals - vals) * mz
+                new_loc = Polynomial(tuple(_wls_poly(tg / lc.x_scale, locs, w, len(lc.coefficients) - 1)), lc.x_scale)
+            else:
+                new_loc = lc
+        prog = ProgrammingVariation(prog.family, new_loc, new_scale, prog.shape)
     note = (f"programming scale reduced by the read noise and drift spread already present at the first read "
             f"(t = {t_first:g} s)")
     if floored:

@@ -21,6 +21,7 @@ __all__ = ["level_index", "estimate_chip_gains", "estimate_stuck", "estimate_dri
 
 MAX_DISTINCT_LEVELS = 32
 N_BINS = 16
+SMOOTH_WITHOUT_IDS = True
 
 
 def level_index(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -412,7 +413,7 @@ def estimate_drift(x, time, level, centres, bulk, cens, device_key, t0_s=20.0, t
 
     nu_std_v = np.abs(table["nu_std"])
     qv = np.abs(table["q"])
-    if device_key is None and tg.size >= 4:
+    if SMOOTH_WITHOUT_IDS and device_key is None and tg.size >= 4:
         # without device ids the split between drift spread and read noise is weakly identified
         # per level; borrow strength across levels with a weighted quadratic in log(target)
         nu_std_v = _smooth_log_quadratic(tg, nu_std_v, table["nu_std_se"])

@@ -48,7 +48,7 @@ def test_pcm_like_fit_then_sample_reproduces_truth(tmp_path, capsys, seed, ids):
     fitted = DeviceModel.load(model_path)
     assert abs(fitted.stuck.p_low - 0.01) / 0.01 < 0.3
     assert abs(fitted.stuck.p_high - 0.005) / 0.005 < 0.3
-    for target, time in ((10.4166667, 3600.0), (20.8333333, 86400.0), (12.5, 604800.0)):
+    for target, time in ((4.1666667, 3600.0), (5.0, 600.0), (10.4166667, 3600.0), (20.8333333, 86400.0), (12.5, 604800.0)):
         npy = tmp_path / f"s_{target:.0f}_{time:.0f}.npy"
         assert main(["device", "sample", str(model_path), "--target", str(target), "--time", str(time),
                      "-n", "200000", "--seed", "1", "--npy", str(npy)]) == 0
