@@ -8,6 +8,7 @@ serializes to a small JSON object.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,19 +20,22 @@ from reliability.errors import ModelSpecError
 __all__ = ["StateFunction", "Constant", "Polynomial", "Spline", "state_function_from_dict"]
 
 
-class StateFunction:
+class StateFunction(ABC):
     """Base class: ``f(target)`` evaluated elementwise, in the parameter's own unit."""
 
     kind: str = ""
 
-    def __call__(self, target: np.ndarray | float) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def __call__(self, target: np.ndarray | float) -> np.ndarray:
+        """Evaluate at ``target`` (any shape)."""
 
-    def to_dict(self) -> dict[str, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, read back by :func:`state_function_from_dict`."""
 
-    def describe(self, unit: str = "") -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def describe(self, unit: str = "") -> str:
+        """One-line human-readable form."""
 
 
 def _finite(name: str, values: Any) -> np.ndarray:

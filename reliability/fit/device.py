@@ -399,7 +399,9 @@ def _spline(tg, vals, lower=None):
 def _gof(prog, xf, Tf, lvf, centres, keep):
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return goodness_of_fit(prog.cdf, prog.ppf, xf, Tf, lvf, centres, keep & (xf > 0 if prog.family == "lognormal" else keep))
+        if prog.family == "lognormal":
+            keep = keep & (xf > 0)
+        return goodness_of_fit(prog.cdf, prog.ppf, xf, Tf, lvf, centres, keep)
 
 
 def _fit_empirical(xf, Tf, lvf, centres, keep):

@@ -81,7 +81,8 @@ def goodness_of_fit(cdf, ppf, x, target, level, centres, keep) -> GoodnessOfFit:
         if np.sum(sel) < 20:
             continue
         tk = float(np.median(target[sel]))
-        emp = np.quantile(x[sel], QQ_PROBS)
+        # a level may be a bin of nearby targets: compare deviations, shifted to the bin's centre
+        emp = np.quantile(x[sel] - target[sel], QQ_PROBS) + tk
         mod = ppf(QQ_PROBS, np.full(QQ_PROBS.shape, tk))
         qq[float(c)] = {"probs": QQ_PROBS.tolist(), "empirical": emp.tolist(), "model": np.asarray(mod).tolist()}
         terr[float(c)] = (float(mod[0] - emp[0]), float(mod[-1] - emp[-1]))
