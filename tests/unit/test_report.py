@@ -19,3 +19,15 @@ def test_qq_figure_written(tmp_path):
     # binned levels: QQ compares deviations, so a normal fit to normal data lies on the diagonal
     qq = res.qq_table()
     assert (qq["model_uS"] - qq["empirical_uS"]).abs().max() < 0.25
+
+
+def test_qq_of_binned_levels_compares_deviations():
+    """With more than 32 distinct targets the fitter bins them; the QQ data must not mix the
+    spread of targets within a bin into the measured quantiles (regression test)."""
+    m = DeviceModel(programming=ProgrammingVariation("normal", scale=Constant(0.5)))
+    df = simulate_campaign(m, np.linspace(5.0, 45.0, 40), [0.0], n_chips=1, n_devices=100, rng=1)
+    res = fit_device(df, families="normal")
+    assert res.n_levels == 16
+    qq = res.qq_table().filter((res.qq_table()["prob"] >= 0.25) & (res.qq_table()["prob"] <= 0.75))
+    # quartile SE with ~250 rows a bin: ~1.4 * 0.5 / sqrt(250) = 0.044; allow 4 SE
+    assert (qq["model_uS"] - qq["empirical_uS"]).abs().max() < 4 * 0.044
