@@ -287,6 +287,9 @@ def fit_device(
         metadata=_metadata(best, cg, st, dr, n, times, t0_s),
     )
     ok = bool(best.success and best.gof is not None and best.gof.tails_ok) if best.family != "empirical" else True
+    # the verdict travels with the model file, so that `reliability device show` repeats it
+    model.metadata["fit"]["success"] = ok
+    model.metadata["fit"]["warnings"] = [n for n in notes if n.startswith("WARNING")]
     msg = f"chose {best.name} (BIC {best.bic:.1f})" + ("" if ok else "; tail check failed (see notes)")
     return DeviceFitResult(model, tuple(ranked), best.name, cg, st, dr, n, int(centres.size), tuple(times.tolist()),
                            _time.perf_counter() - start, ok, msg, tuple(notes))

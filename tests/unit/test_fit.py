@@ -124,6 +124,8 @@ def test_crosssim_measurements_fitted(name, tails_pass):
         assert any(n.startswith("WARNING") and "tail" in n for n in res.notes)
         emp = res.to_polars().filter(pl.col("family") == "empirical").row(0, named=True)
         assert emp["tails_ok"]
+        assert "FIT DIAGNOSTICS FAILED" in res.model.describe()
+    assert res.model.metadata["fit"]["success"] is tails_pass
     x = table.frame["conductance_uS"].to_numpy()
     mid = float(np.median(table.frame["target_uS"].to_numpy()))
     s = res.model.sample(mid, size=50000, rng=0)
