@@ -1,0 +1,281 @@
+"""Many chips at once: draw every device of every analog layer per chip, evaluate the network
+batched over chips, with a memory budget, chip-indexed randomness and gradients.
+
+Chip ``i`` draws from ``Generator(PCG64(SeedSequence(seed, spawn_key=(i,))))`` (the ``i``-th child
+of ``SeedSequence(seed)``) in a fixed order, so its noise, and its accuracy, depend only on
+``(seed, i)``: not on the chunk size, the thread count or which other chips are evaluated.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from reliability.cim.mapping import LayerMapping, Periphery
+from reliability.cim.spec import ChipSpec, parse_variation
+from reliability.devices.prepared import PreparedArray
+from reliability.errors import ReliabilityError
+
+__all__ = ["ChipSimulator", "SimulationResult", "ChipDraw", "chip_rng", "cross_entropy"]
+
+
+def chip_rng(seed: int, i: int) -> np.random.Generator:
+    """The generator of chip ``i`` for ``seed``: depends on nothing else."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(int(i),))))
+
+
+def cross_entropy(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per chip and sample cross-entropy of (S, B, C) logits against labels (B,)."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    lse = np.log(np.exp(z).sum(axis=-1))
+    return lse - np.take_along_axis(z, y[None, :, None].astype(np.int64), axis=-1)[..., 0]
+
+
+@dataclass
+class ChipDraw:
+    """One chip: effective weights per layer, and what the periphery and gradients need."""
+
+    index: int
+    weights: list
+    levels: list | None = None
+    alpha: list | None = None
+    conductances: list | None = None
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Accuracy and loss of each simulated chip (chips on axis 0)."""
+
+    chip: np.ndarray
+    accuracy: np.ndarray
+    loss: np.ndarray
+    n_correct: np.ndarray
+    n_samples: int
+    seed: int
+    seconds: float
+    chunk_size: int
+    complete: bool = True
+    diagnostics: dict = field(default_factory=dict)
+    message: str = ""
+
+    def to_polars(self) -> pl.DataFrame:
+        return pl.DataFrame({"chip": self.chip.astype(np.int64), "accuracy": self.accuracy.astype(np.float64),
+                             "loss": self.loss.astype(np.float64), "n_correct": self.n_correct.astype(np.int64)})
+
+    def summary(self) -> str:
+        a = self.accuracy
+        if a.size == 0:
+            return "no chips evaluated"
+        q = np.percentile(a, [0, 1, 50])
+        return (f"{a.size} chips x {self.n_samples} samples in {self.seconds:.2f} s: accuracy mean {a.mean():.4f} "
+                f"(std {a.std(ddof=1) if a.size > 1 else 0.0:.4f}), min {q[0]:.4f}, 1 % {q[1]:.4f}, median {q[2]:.4f}"
+                + ("" if self.complete else " [INTERRUPTED: partial result]"))
+
+
+class ChipSimulator:
+    """A network on simulated chips described by a :class:`~reliability.cim.spec.ChipSpec`.
+
+    Parameters
+    ----------
+    network : reliability.cim.Network
+    variation : ChipSpec, shorthand string or chip file (see :func:`parse_variation`)
+    threads : int, optional
+        Threads drawing chips in parallel (default: the CPU count); results do not depend on it.
+    """
+
+    def __init__(self, network, variation, threads: int | None = None):
+        self.network = network
+        self.spec: ChipSpec = parse_variation(variation)
+        self.device = self.spec.device_model()
+        self.dtype = np.dtype(self.spec.dtype)
+        self.maps = [LayerMapping(layer, self.device, self.spec.mapping) for layer in network.analog_layers]
+        self.prepared = [PreparedArray(self.device, m.targets, self.dtype) for m in self.maps]
+        self.periphery = Periphery(self.spec.periphery, self.maps, self.spec.mapping.tile_rows)
+        self.threads = int(threads or os.cpu_count() or 1)
+        self._calibrated_on = None
+        self.t_ref = float(self.device.drift.t0_s) if self.device.drift is not None else 0.0
+        self._keep_levels = bool(self.spec.periphery.adc_bits)
+
+    # ------------------------------------------------------------------ chips
+    @property
+    def n_devices(self) -> int:
+        return sum(m.n_devices for m in self.maps)
+
+    def quantized_weights(self) -> list[np.ndarray]:
+        """The weights the chip would hold with noiseless devices (mapping round trip)."""
+        return [m.Wq for m in self.maps]
+
+    def draw_chip(self, i: int, seed: int, keep_conductances: bool = False) -> ChipDraw:
+        rng = chip_rng(seed, i)
+        weights, levels, alphas, gs = [], [], [], []
+        comp = self.spec.periphery.drift_compensation
+        for m, p in zip(self.maps, self.prepared):
+            prog = p.program(rng)
+            g = p.read(prog, self.spec.time_s, rng)[None]
+            W = m.decode(g)[0].astype(self.dtype, copy=False)
+            alpha = 1.0
+            if comp:
+                W_ref = m.decode(p.read(prog, self.t_ref, rng)[None])[0]
+                den = np.abs(W.sum(axis=0)).sum()
+                alpha = float(np.abs(W_ref.sum(axis=0)).sum() / den) if den > 0 else 1.0
+                W = W * self.dtype.type(alpha)
+            weights.append(W)
+            alphas.append(alpha)
+            levels.append(m.slice_levels(g)[0].astype(self.dtype, copy=False) if self._keep_levels else None)
+            gs.append(g[0] if keep_conductances else None)
+        return ChipDraw(int(i), weights, levels if self._keep_levels else None, alphas if comp else None,
+                        gs if keep_conductances else None)
+
+    def draw_chips(self, chips, seed: int, keep_conductances: bool = False) -> list[ChipDraw]:
+        chips = [int(c) for c in chips]
+        if self.threads <= 1 or len(chips) == 1:
+            return [self.draw_chip(c, seed, keep_conductances) for c in chips]
+        with ThreadPoolExecutor(self.threads) as ex:
+            return list(ex.map(lambda c: self.draw_chip(c, seed, keep_conductances), chips))
+
+    # ------------------------------------------------------------------ forward
+    def calibrate(self, x) -> None:
+        """Set DAC/ADC ranges from the inputs each analog layer receives on ``x`` with clean weights."""
+        if not self.periphery.active:
+            return
+        recorded = [None] * len(self.maps)
+
+        def rec(layer, X, W):
+            recorded[layer.index] = np.asarray(X, dtype=np.float64).reshape(-1, X.shape[-1])
+            return np.matmul(X, W)
+
+        self.network.forward(x, weights=self.quantized_weights(), matmul=rec, dtype=np.float64)
+        self.periphery.calibrate(recorded)
+        self._calibrated_on = x.shape
+
+    def _hook(self, draws: list[ChipDraw]):
+        if not self.periphery.active:
+            return None
+        S = len(draws)
+        levels = [np.stack([d.levels[i] for d in draws]) for i in range(len(self.maps))] if self._keep_levels else None
+        alpha = ([np.array([d.alpha[i] for d in draws], dtype=self.dtype) for i in range(len(self.maps))]
+                 if draws[0].alpha is not None else None)
+
+        def hook(layer, X, W):
+            i = layer.index
+            return self.periphery.matmul(i, X, W, None if levels is None else levels[i],
+                                         None if alpha is None else alpha[i]).reshape(S, X.shape[-2], -1)
+        return hook
+
+    def logits(self, x, draws: list[ChipDraw], keep: bool = False):
+        weights = [np.stack([d.weights[i] for d in draws]) for i in range(len(self.maps))]
+        return self.network.forward(x, weights=weights, matmul=self._hook(draws), keep=keep, dtype=self.dtype)
+
+    def _chunk_size(self, x, n_chips: int) -> int:
+        """Chips per chunk so that weights + activations of a chunk fit the memory budget."""
+        budget = self.spec.memory_budget_MB * 2 ** 20
+        per_chip = sum(m.K * m.N * self.dtype.itemsize * (2 + (len(m.sig) if self._keep_levels else 0))
+                       + m.n_devices * self.dtype.itemsize * 3 for m in self.maps)
+        probe = x[: min(len(x), 32)]
+        draws = self.draw_chips([0, 1], seed=0)
+        tracemalloc.start()
+        try:
+            self.logits(probe, draws)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        per_chip_sample = peak / (2 * len(probe))
+        per = per_chip + per_chip_sample * len(x)
+        s = int(max(1, min(n_chips, budget // max(per, 1))))
+        return s
+
+    def evaluate(self, x, y, n_chips: int | None = None, *, chips=None, seed: int = 0, chunk_size: int | None = None,
+                 progress=None) -> SimulationResult:
+        """Accuracy (fraction of ``argmax == y``) and mean cross-entropy of each chip.
+
+        ``chips``: explicit chip indices (default ``range(n_chips)``).  Ctrl-C returns the chips
+        finished so far, flagged ``complete=False``.
+        """
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if x.shape[0] != y.shape[0]:
+            raise ReliabilityError(f"x has {x.shape[0]} samples but y has {y.shape[0]}; give one label per sample.")
+        if chips is None:
+            if n_chips is None or int(n_chips) < 1:
+                raise ReliabilityError(f"n_chips must be a positive integer; got {n_chips!r}.")
+            chips = np.arange(int(n_chips))
+        chips = np.asarray(chips, dtype=np.int64)
+        if self.periphery.active and self._calibrated_on is None:
+            self.calibrate(x[: min(len(x), 256)])
+        t0 = time.perf_counter()
+        S = int(chunk_size or self._chunk_size(x, len(chips)))
+        acc, loss, ncor, done = [], [], [], []
+        complete = True
+        try:
+            for start in range(0, len(chips), S):
+                idx = chips[start:start + S]
+                draws = self.draw_chips(idx, seed)
+                logits = self.logits(x, draws)
+                correct = (np.argmax(logits, axis=-1) == y[None, :]).sum(axis=1)
+                ce = cross_entropy(logits.astype(np.float64), y).mean(axis=1)
+                ncor.append(correct)
+                acc.append(correct / len(y))
+                loss.append(ce)
+                done.append(idx)
+                if progress is not None:
+                    progress(sum(len(d) for d in done), len(chips))
+        except KeyboardInterrupt:
+            complete = False
+        cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
+        diag = {}
+        p = self.periphery.saturated
+        if p["dac_total"]:
+            diag["dac_saturated_fraction"] = p["dac"] / p["dac_total"]
+        if p["adc_total"]:
+            diag["adc_saturated_fraction"] = p["adc"] / p["adc_total"]
+        return SimulationResult(cat(done, np.int64), cat(acc, np.float64), cat(loss, np.float64), cat(ncor, np.int64),
+                                int(len(y)), int(seed), time.perf_counter() - t0, S, complete, diag,
+                                "" if complete else "interrupted: partial result")
+
+    # ------------------------------------------------------------------ gradients
+    def gradients(self, x, y, chips, seed: int = 0, loss: str = "cross_entropy"):
+        """Gradients of the summed loss over ``x`` for each chip in ``chips``.
+
+        ``loss``: "cross_entropy" or "margin" (true-class logit minus the largest other logit).
+        Returns ``(value (S,), dW: list of (S, K, N), dg: list of (S, *device shape), draws)``,
+        where ``dg`` is the gradient with respect to each device's conductance (equivalently, its
+        deviation from the target), through the linear decode.  ADC quantization is passed
+        through unchanged (straight-through).
+        """
+        x = np.asarray(x)
+        y = np.asarray(y).astype(np.int64)
+        if self.periphery.active and self._calibrated_on is None:
+            self.calibrate(x[: min(len(x), 256)])
+        draws = self.draw_chips(chips, seed, keep_conductances=True)
+        logits, cache = self.logits(x, draws, keep=True)
+        lg = logits.astype(np.float64)
+        if loss == "cross_entropy":
+            z = lg - lg.max(axis=-1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(axis=-1, keepdims=True)
+            value = cross_entropy(lg, y).sum(axis=1)
+            grad = p
+            grad[:, np.arange(len(y)), y] -= 1.0
+        elif loss == "margin":
+            true = lg[:, np.arange(len(y)), y]
+            other = lg.copy()
+            other[:, np.arange(len(y)), y] = -np.inf
+            j = np.argmax(other, axis=-1)
+            value = (true - other[np.arange(lg.shape[0])[:, None], np.arange(len(y))[None, :], j]).sum(axis=1)
+            grad = np.zeros_like(lg)
+            grad[:, np.arange(len(y)), y] = 1.0
+            np.put_along_axis(grad, j[..., None], -1.0, axis=-1)
+        else:
+            raise ReliabilityError(f"loss must be 'cross_entropy' or 'margin'; got {loss!r}.")
+        g = self.network.backward(cache, grad.astype(self.dtype))
+        dW = list(g.weights)
+        if draws[0].alpha is not None:
+            dW = [dw * np.array([d.alpha[i] for d in draws], dtype=dw.dtype)[:, None, None] for i, dw in enumerate(dW)]
+        dg = [m.grad_conductance(dw) for m, dw in zip(self.maps, dW)]
+        return value, dW, dg, draws

@@ -1,0 +1,152 @@
+"""Many chips of one device array, fast: a device model's per-device parameters evaluated once at
+fixed targets, then one chip at a time drawn with only random numbers and arithmetic.
+
+:meth:`DeviceModel.sample_chips` evaluates the state functions (splines, polynomials) at every
+call; a simulator drawing thousands of chips of the same crossbar would spend most of its time
+there.  :class:`PreparedArray` does that work once.  A chip's draws come from the generator it is
+given and nothing else, in a fixed order, so chip ``i`` is reproducible from its own generator
+whatever the chunking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from reliability.devices.components import EmpiricalVariation
+from reliability.devices.model import DeviceModel
+
+__all__ = ["PreparedArray", "ProgrammedChip"]
+
+
+@dataclass
+class ProgrammedChip:
+    """One chip after programming: programmed conductance, drift exponents, stuck mask, gain."""
+
+    g0: np.ndarray
+    nu: np.ndarray | None
+    stuck_mask: np.ndarray | None
+    stuck_value: np.ndarray | None
+    gain: float
+
+
+class PreparedArray:
+    """A device model at fixed targets (any shape), ready to program and read many chips.
+
+    Parameters
+    ----------
+    model : DeviceModel
+    targets : array_like
+        Target values in the model's unit (conductance in uS, ``w_max`` or ``level`` units).
+    dtype : numpy dtype, default float32
+        Precision of the drawn values.
+    """
+
+    def __init__(self, model: DeviceModel, targets, dtype=np.float32):
+        self.model = model
+        self.dtype = np.dtype(dtype)
+        t = np.asarray(targets, dtype=float)
+        self.shape = t.shape
+        self.targets = t.astype(self.dtype)
+        flat = t.ravel()
+        p = model.programming
+        self._kind = None
+        if p is not None:
+            if isinstance(p, EmpiricalVariation):
+                self._kind = "empirical"
+                self._emp = p
+                self._flat_targets = flat
+            else:
+                fam = p.family_obj
+                self._kind = "log" if fam.transform == "log" else "additive"
+                self._fam = fam
+                self._shape = p.shape_values()
+                self._loc = p.loc(flat).astype(self.dtype).reshape(self.shape)
+                self._scale = p.scale(flat).astype(self.dtype).reshape(self.shape)
+                self._normal = fam.name in ("normal", "lognormal")
+        d = model.drift
+        if d is not None:
+            self._nu_mean = d.nu_mean(flat).astype(self.dtype).reshape(self.shape)
+            self._nu_std = d.nu_std(flat).astype(self.dtype).reshape(self.shape)
+        r = model.read_noise
+        if r is not None:
+            self._q = r.q(flat).astype(self.dtype).reshape(self.shape)
+        s = model.stuck
+        self._stuck = s is not None and (s.p_low > 0 or s.p_high > 0)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def program(self, rng: np.random.Generator) -> ProgrammedChip:
+        """Draw one chip's programming (fixed order: gain, programming, drift, stuck)."""
+        m = self.model
+        gain = float(np.exp(m.chip_gain.sigma * rng.standard_normal())) if m.chip_gain is not None else 1.0
+        if self._kind is None:
+            g0 = self.targets.copy()
+        elif self._kind == "empirical":
+            g0 = self._emp.ppf(rng.random(self.size), self._flat_targets).reshape(self.shape).astype(self.dtype)
+        else:
+            if self._normal:
+                z = rng.standard_normal(self.shape, dtype=self.dtype) if self.dtype in (np.float32, np.float64) \
+                    else rng.standard_normal(self.shape).astype(self.dtype)
+            else:
+                z = self._fam.rvs(rng, self.shape, *self._shape).astype(self.dtype)
+            if self._kind == "log":
+                g0 = self.targets * np.exp(self._loc + self._scale * z)
+            else:
+                g0 = z
+                g0 *= self._scale
+                g0 += self._loc
+                g0 += self.targets
+        if m.floor is not None:
+            np.maximum(g0, self.dtype.type(m.floor), out=g0)
+        nu = None
+        if m.drift is not None:
+            nu = rng.standard_normal(self.shape, dtype=self.dtype)
+            nu *= self._nu_std
+            nu += self._nu_mean
+            if m.drift.fold:
+                np.abs(nu, out=nu)
+        mask = value = None
+        if self._stuck:
+            s = m.stuck
+            u = rng.random(self.shape, dtype=np.float32)
+            low = u < s.p_low
+            high = (u >= s.p_low) & (u < s.p_low + s.p_high)
+            mask = low | high
+            value = np.where(low, self.dtype.type(s.g_low), self.dtype.type(s.g_high)).astype(self.dtype)
+            n_st = int(mask.sum())
+            if n_st and (s.spread_low > 0 or s.spread_high > 0):
+                spread = np.where(low[mask], s.spread_low, s.spread_high)
+                value[mask] += (spread * rng.standard_normal(n_st)).astype(self.dtype)
+        return ProgrammedChip(g0, nu, mask, value, gain)
+
+    def read(self, chip: ProgrammedChip, time_s: float, rng: np.random.Generator) -> np.ndarray:
+        """Read a programmed chip at ``time_s`` seconds after programming (fresh read noise)."""
+        m = self.model
+        g = chip.g0
+        if m.drift is not None:
+            L = float(m.drift.log_factor(time_s))
+            if L > 0:
+                g = g * np.exp(-L * chip.nu)
+        if m.read_noise is not None:
+            R = float(m.read_noise.time_factor(time_s))
+            if R > 0:
+                z = rng.standard_normal(self.shape, dtype=self.dtype)
+                z *= self._q
+                z *= self.dtype.type(np.sqrt(R))
+                z *= np.abs(g)
+                g = g + z
+        if chip.stuck_mask is not None:
+            g = np.where(chip.stuck_mask, chip.stuck_value, g)
+        if m.floor is not None:
+            g = np.maximum(g, self.dtype.type(m.floor))
+        if chip.gain != 1.0:
+            g = g * self.dtype.type(chip.gain)
+        return g if g is not chip.g0 else g.copy()
+
+    def sample(self, rng: np.random.Generator, time_s: float = 0.0) -> np.ndarray:
+        """Program and read one chip."""
+        return self.read(self.program(rng), time_s, rng)
