@@ -1,0 +1,17 @@
+"""The accelerator: model import, the batched network executor and its gradients.
+
+``Network.forward`` runs a trained network for many chips at once; every analog matrix product
+goes through a callback where the crossbar layer replaces weights and applies DAC/ADC.
+"""
+
+from reliability.cim.network import (
+    SUPPORTED_OPS, AnalogLayer, Cache, Gradients, GraphNode, Network, build_network, margin,
+    softmax_cross_entropy,
+)
+from reliability.cim.importers import NPZ_FORMAT, from_sklearn, load_model, load_npz, load_onnx, save_npz
+
+__all__ = [
+    "SUPPORTED_OPS", "AnalogLayer", "Cache", "Gradients", "GraphNode", "Network", "build_network",
+    "margin", "softmax_cross_entropy",
+    "NPZ_FORMAT", "from_sklearn", "load_model", "load_npz", "load_onnx", "save_npz",
+]
