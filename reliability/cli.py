@@ -130,6 +130,35 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    from reliability.cim import load_model
+    from reliability.cim.simulate import ChipSimulator
+    from reliability.data.evalset import load_evalset
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ReliabilityError(f"--out {out} exists; pass --force to overwrite it or choose another path.")
+    if args.chips < 1:
+        raise ReliabilityError(f"--chips must be a positive integer; got {args.chips}.")
+    net = load_model(args.model)
+    X, y = load_evalset(args.data)
+    sim = ChipSimulator(net, args.variation)
+    res = sim.evaluate(X, y, args.chips, seed=args.seed, chunk_size=args.chunk_size,
+                       progress=_progress("chips") if sys.stderr.isatty() else None)
+    res.to_polars().write_parquet(out)
+    print(res.summary())
+    for k, v in res.diagnostics.items():
+        print(f"  {k}: {v:.3g}")
+    print(f"wrote {len(res.chip)} rows (chip, accuracy, loss, n_correct) to {out}")
+    return 0 if res.complete else 130
+
+
+def _progress(what: str):
+    def show(done, total):
+        print(f"\r{what}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    return show
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reliability", description="Statistical reliability of computing-in-memory "
                                 "accelerators: fit device variation, propagate it, estimate tail accuracy.")
@@ -158,6 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--name", help="model name (default: data file stem)")
     f.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     f.set_defaults(func=cmd_fit)
+
+    sm = sub.add_parser("simulate", help="accuracy and loss of many simulated chips (one row per chip)")
+    sm.add_argument("--model", required=True, help="network: .onnx or .npz layer file")
+    sm.add_argument("--data", required=True, help=".npz with X (inputs) and y (integer labels)")
+    sm.add_argument("--variation", required=True,
+                    help="weight-gaussian:sigma=S, multi-device:..., a device preset, or a chip file (.toml/.json)")
+    sm.add_argument("--chips", type=int, required=True, help="number of chips (chip i depends only on seed and i)")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--chunk-size", type=int, help="chips per batch (default: from the memory budget)")
+    sm.add_argument("--out", required=True, help="output Parquet file")
+    sm.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    sm.set_defaults(func=cmd_simulate)
 
     dev = sub.add_parser("device", help="inspect and sample device models")
     dsub = dev.add_subparsers(dest="device_command", metavar="SUBCOMMAND")

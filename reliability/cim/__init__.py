@@ -9,9 +9,14 @@ from reliability.cim.network import (
     softmax_cross_entropy,
 )
 from reliability.cim.importers import NPZ_FORMAT, from_sklearn, load_model, load_npz, load_onnx, save_npz
+from reliability.cim.spec import ChipSpec, MappingSpec, PeripherySpec, parse_variation
+from reliability.cim.mapping import LayerMapping
+from reliability.cim.simulate import ChipSimulator, SimulationResult, chip_rng
 
 __all__ = [
     "SUPPORTED_OPS", "AnalogLayer", "Cache", "Gradients", "GraphNode", "Network", "build_network",
     "margin", "softmax_cross_entropy",
     "NPZ_FORMAT", "from_sklearn", "load_model", "load_npz", "load_onnx", "save_npz",
+    "ChipSpec", "MappingSpec", "PeripherySpec", "parse_variation", "LayerMapping", "ChipSimulator",
+    "SimulationResult", "chip_rng",
 ]

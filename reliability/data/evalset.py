@@ -1,0 +1,58 @@
+"""Evaluation sets for simulated chips: ``.npz`` files with ``X`` (samples on axis 0) and integer
+labels ``y``, as in the tail-accuracy benchmark cases, and the built-in scikit-learn digits set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from reliability.errors import DataValidationError
+
+__all__ = ["load_evalset", "digits_evalset"]
+
+
+def load_evalset(path) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``X`` (float32) and ``y`` (int64) from an ``.npz`` file, checked."""
+    path = Path(path)
+    if not path.exists():
+        raise DataValidationError(f"evaluation data {path} does not exist; give an .npz file with arrays X and y.")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            missing = {"X", "y"} - keys
+            if missing:
+                raise DataValidationError(f"{path}: missing array(s) {sorted(missing)}; found {sorted(keys)}. "
+                                          "Save with np.savez(path, X=inputs, y=labels).")
+            X, y = z["X"], z["y"]
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, DataValidationError):
+            raise
+        raise DataValidationError(f"{path} is not a readable .npz file ({exc}).") from None
+    if X.shape[0] != y.shape[0] or y.ndim != 1:
+        raise DataValidationError(f"{path}: X has {X.shape[0]} samples, y has shape {y.shape}; y must be 1-D with one "
+                                  "label per sample.")
+    if X.shape[0] == 0:
+        raise DataValidationError(f"{path}: no samples.")
+    if not np.issubdtype(X.dtype, np.number) or not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(X.astype(float)))[:5].tolist() if np.issubdtype(X.dtype, np.number) else []
+        raise DataValidationError(f"{path}: X must be finite numbers; NaN/inf at {bad}. Remove or fix those samples.")
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and np.all(y == np.rint(y)):
+            y = y.astype(np.int64)
+        else:
+            raise DataValidationError(f"{path}: y must hold integer class labels; got dtype {y.dtype}.")
+    if np.any(y < 0):
+        raise DataValidationError(f"{path}: y has negative labels (first at sample {int(np.argmax(y < 0))}).")
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def digits_evalset(n_train: int = 1200) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits, pixels / 16: ``(X_train, y_train, X_eval, y_eval)`` split at
+    ``n_train`` (the benchmark case digits_mlp_s05 evaluates on samples 1200..1796)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    X = (d.data / 16.0).astype(np.float32)
+    y = d.target.astype(np.int64)
+    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]

@@ -1,0 +1,179 @@
+"""Batched chip simulation: exactness of the noise model, chip-indexed randomness, periphery,
+memory budget, gradients through the mapping, and the public benchmark case."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from reliability.cim import load_onnx
+from reliability.cim.simulate import ChipSimulator, chip_rng, cross_entropy
+from reliability.cim.spec import ChipSpec, MappingSpec, PeripherySpec
+from reliability.devices import DeviceModel, load_device
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from models import lenet5, mlp_784_256_10  # noqa: E402
+
+CASE = Path(__file__).resolve().parents[2].parent / "shared" / "cases" / "digits_mlp_s05"
+
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    """A small trained MLP (scikit-learn digits) and its evaluation set."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    from reliability.cim import from_sklearn
+    from reliability.data.evalset import digits_evalset
+
+    Xtr, ytr, Xev, yev = digits_evalset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=300, random_state=0).fit(Xtr, ytr)
+    return from_sklearn(clf), Xev, yev, clf
+
+
+def test_weight_gaussian_is_exactly_additive_noise(digits_mlp):
+    net, X, y, _ = digits_mlp
+    sim = ChipSimulator(net, "weight-gaussian:sigma=0.1")
+    draws = sim.draw_chips([5, 9], seed=3)
+    for d in draws:
+        rng = chip_rng(3, d.index)
+        for layer, W in zip(net.analog_layers, d.weights):
+            z = rng.standard_normal((1, 1, 1) + layer.weight.shape, dtype=np.float32)[0, 0, 0]
+            expect = ((layer.weight / layer.layer_max_abs).astype(np.float32) + np.float32(0.1) * z) * layer.layer_max_abs
+            np.testing.assert_allclose(W, expect, rtol=1e-6, atol=1e-7)
+
+
+def test_results_depend_only_on_seed_and_chip_index(digits_mlp):
+    net, X, y, _ = digits_mlp
+    sim = ChipSimulator(net, "pcm", threads=2)
+    a = sim.evaluate(X, y, 24, seed=11, chunk_size=24)
+    b = ChipSimulator(net, "pcm", threads=1).evaluate(X, y, chips=np.arange(24)[::-1], seed=11, chunk_size=5)
+    order = np.argsort(b.chip)
+    np.testing.assert_array_equal(a.n_correct, b.n_correct[order])
+    np.testing.assert_allclose(a.loss, b.loss[order], rtol=1e-6)
+    c = sim.evaluate(X, y, 24, seed=12)
+    assert not np.array_equal(a.loss, c.loss)
+
+
+def test_noiseless_devices_give_the_quantized_network(digits_mlp):
+    net, X, y, _ = digits_mlp
+    exact = load_device("pcm").with_(programming=None, drift=None, read_noise=None)
+    for ms in (MappingSpec(weight_bits=6, device_bits=2), MappingSpec(weight_bits=5, scheme="offset")):
+        sim = ChipSimulator(net, ChipSpec(device=exact, mapping=ms, dtype="float64"))
+        res = sim.evaluate(X, y, 2, seed=0)
+        ref_logits = net.forward(X, weights=sim.quantized_weights(), dtype=np.float64)
+        ref_acc = float((ref_logits.argmax(-1)[0] == y).mean())
+        np.testing.assert_allclose(res.accuracy, ref_acc)
+
+
+def test_adc_with_many_bits_matches_ideal_and_few_bits_do_not(digits_mlp):
+    net, X, y, _ = digits_mlp
+    base = dict(device=load_device("pcm").with_(read_noise=None, drift=None), dtype="float64",
+                mapping=MappingSpec(weight_bits=8, device_bits=2, tile_rows=32))
+    ideal = ChipSimulator(net, ChipSpec(**base))
+    draws = ideal.draw_chips([0, 1], seed=1)
+    l_ideal = ideal.logits(X, draws)
+    # full-scale ranges: a calibrated range would saturate on noisy chips (as a real ADC does)
+    fine = ChipSimulator(net, ChipSpec(**base, periphery=PeripherySpec(adc_bits=24, dac_bits=24, dac_range=50.0,
+                                                                        adc_range="max")))
+    fine.calibrate(X)
+    l_fine = fine.logits(X, fine.draw_chips([0, 1], seed=1))
+    np.testing.assert_allclose(l_fine, l_ideal, atol=1e-3 * np.abs(l_ideal).max())
+    coarse = ChipSimulator(net, ChipSpec(**base, periphery=PeripherySpec(adc_bits=3, adc_range="percentile",
+                                                                          adc_percentile=90.0)))
+    res = coarse.evaluate(X, y, 2, seed=1)
+    assert res.diagnostics["adc_saturated_fraction"] > 0.01
+    assert np.abs(coarse.logits(X, coarse.draw_chips([0, 1], seed=1)) - l_ideal).max() > 1e-2
+
+
+def test_drift_compensation_recovers_drifted_accuracy(digits_mlp):
+    net, X, y, _ = digits_mlp
+    year = 3.15e7
+    drift_only = load_device("pcm").with_(programming=None, read_noise=None)
+    plain = ChipSimulator(net, ChipSpec(device=drift_only, time_s=year)).evaluate(X, y, 8, seed=2)
+    comp = ChipSimulator(net, ChipSpec(device=drift_only, time_s=year,
+                                       periphery=PeripherySpec(drift_compensation=True))).evaluate(X, y, 8, seed=2)
+    # with drift alone, outputs shrink by (t/t0)^-nu ~ 0.5; argmax is scale free, so accuracy barely
+    # moves, but the loss (calibrated to the clean scale) shows the compensation
+    assert comp.loss.mean() < plain.loss.mean()
+
+
+def test_gradients_match_finite_differences_through_the_mapping(digits_mlp):
+    net, X, y, _ = digits_mlp
+    Xs, ys = X[:40], y[:40]
+    for variation in ("weight-gaussian:sigma=0.05", ChipSpec(device="pcm", dtype="float64",
+                                                            mapping=MappingSpec(weight_bits=8, device_bits=4))):
+        spec = variation if isinstance(variation, ChipSpec) else ChipSpec(device=load_device(variation), dtype="float64")
+        sim = ChipSimulator(net, spec)
+        value, dW, dg, draws = sim.gradients(Xs, ys, chips=[0, 1], seed=4)
+        rng = np.random.default_rng(0)
+        for li, m in enumerate(sim.maps):
+            g = draws[0].conductances[li]
+            for _ in range(3):
+                idx = tuple(rng.integers(0, s) for s in g.shape)
+                h = 1e-4 * max(1.0, abs(g[idx]))
+
+                def loss_at(delta):
+                    gg = g.copy()
+                    gg[idx] += delta
+                    ws = [d for d in draws[0].weights]
+                    ws[li] = m.decode(gg[None])[0]
+                    lg = net.forward(Xs, weights=ws, dtype=np.float64)
+                    return cross_entropy(lg, ys).sum()
+
+                fd = (loss_at(h) - loss_at(-h)) / (2 * h)
+                np.testing.assert_allclose(dg[li][0][idx], fd, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(value[0], cross_entropy(sim.logits(Xs, draws[:1]).astype(np.float64), ys).sum(),
+                                   rtol=1e-9)
+
+
+def test_memory_budget_bounds_the_chunk():
+    net = load_onnx(lenet5())
+    X = np.random.default_rng(0).random((200, 1, 28, 28), dtype=np.float32)
+    y = np.zeros(200, dtype=np.int64)
+    small = ChipSimulator(net, ChipSpec(device=load_device("weight-gaussian:sigma=0.1"), memory_budget_MB=25))
+    big = ChipSimulator(net, ChipSpec(device=load_device("weight-gaussian:sigma=0.1"), memory_budget_MB=4000))
+    r_small = small.evaluate(X, y, 6, seed=0)
+    r_big = big.evaluate(X, y, 6, seed=0)
+    assert r_small.chunk_size < r_big.chunk_size
+    np.testing.assert_array_equal(r_small.n_correct, r_big.n_correct)
+
+
+@pytest.mark.skipif(not CASE.exists(), reason="../shared/cases is not beside this checkout")
+def test_public_case_tail_matches_brute_force_reference():
+    """P(accuracy <= a) from 6,000 simulated chips against the 115-million-chip reference
+    (../shared/cases/digits_mlp_s05/reference_hist.npy), within 4 binomial standard errors."""
+    net = load_onnx(CASE / "model.onnx")
+    z = np.load(CASE / "data.npz")
+    X, y = z["X"], z["y"]
+    res = ChipSimulator(net, "weight-gaussian:sigma=0.05").evaluate(X, y, 6000, seed=0)
+    ref = np.load(CASE / "reference_hist.npy").astype(np.float64)
+    for k in (530, 535, 540, 545):
+        p = ref[: k + 1].sum() / ref.sum()
+        est = np.mean(res.n_correct <= k)
+        assert abs(est - p) < 4 * np.sqrt(p * (1 - p) / 6000), (k, est, p)
+
+
+def test_mlp_benchmark_network_runs_with_pcm_and_writes_parquet(tmp_path):
+    from reliability.cli import main
+
+    model = tmp_path / "mlp.onnx"
+    import onnx
+
+    onnx.save(mlp_784_256_10(), model)
+    data = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, X=rng.random((50, 784), dtype=np.float32), y=rng.integers(0, 10, 50))
+    out = tmp_path / "acc.parquet"
+    assert main(["simulate", "--model", str(model), "--data", str(data), "--variation", "pcm",
+                 "--chips", "5", "--seed", "1", "--out", str(out)]) == 0
+    df = pl.read_parquet(out)
+    assert df.columns[:3] == ["chip", "accuracy", "loss"] and df.height == 5
+    assert main(["simulate", "--model", str(model), "--data", str(data), "--variation", "pcm",
+                 "--chips", "5", "--out", str(out)]) == 2  # exists, no --force
