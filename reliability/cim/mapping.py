@@ -161,12 +161,18 @@ class LayerMapping:
     # ------------------------------------------------------------------ decode (linear)
     def decode(self, g):
         """Effective weights from conductances ``g`` of shape (S, r, slices, signs, K, N) -> (S, K, N)."""
+        dt = g.dtype.type
         if self.kind == "weight":
-            return g[:, 0, 0, 0] * self.coef[0, 0]
-        v = g.mean(axis=1) - self.coef_lo                                   # (S, slices, signs, K, N)
-        code = np.einsum("sijkn,ij->skn", v, self.coef * self.spec.devices_per_weight, optimize=True)
-        code = code - self.offset_code
-        return code * self.col_scale.astype(g.dtype)
+            return g[:, 0, 0, 0] * dt(self.coef[0, 0])
+        v = g[:, 0] if g.shape[1] == 1 else g.mean(axis=1)                  # (S, slices, signs, K, N)
+        c = (self.coef * self.spec.devices_per_weight).astype(g.dtype)
+        # code = sum_ij c_ij (v_ij - g_min) - offset: the g_min terms sum to a constant
+        code = np.einsum("sijkn,ij->skn", v, c, optimize=True)
+        const = dt(self.offset_code + self.coef_lo * c.sum())
+        if const:
+            code -= const
+        code *= self.col_scale.astype(g.dtype)
+        return code
 
     def slice_levels(self, g):
         """Per-slice signed level matrices (S, slices, K, N) for tile-level (ADC) products:

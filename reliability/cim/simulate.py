@@ -46,6 +46,8 @@ class ChipDraw:
     levels: list | None = None
     alpha: list | None = None
     conductances: list | None = None
+    stack: list | None = field(default=None, repr=False)   # the chunk's stacked weights holding this chip
+    slot: int = -1
 
 
 @dataclass(frozen=True)
@@ -111,20 +113,32 @@ class ChipSimulator:
         """The weights the chip would hold with noiseless devices (mapping round trip)."""
         return [m.Wq for m in self.maps]
 
-    def draw_chip(self, i: int, seed: int, keep_conductances: bool = False) -> ChipDraw:
+    def draw_chip(self, i: int, seed: int, keep_conductances: bool = False, out: list | None = None) -> ChipDraw:
+        """Draw chip ``i``: every device of every layer, in a fixed order from ``chip_rng(seed, i)``.
+
+        ``out``: optional per-layer (K, N) arrays that receive the effective weights (no copies)."""
         rng = chip_rng(seed, i)
         weights, levels, alphas, gs = [], [], [], []
         comp = self.spec.periphery.drift_compensation
-        for m, p in zip(self.maps, self.prepared):
-            prog = p.program(rng)
+        for li, (m, p) in enumerate(zip(self.maps, self.prepared)):
+            dest = None if out is None else out[li]
+            direct = dest is not None and m.kind == "weight" and not keep_conductances and not comp
+            prog = p.program(rng, out=dest.reshape(p.shape) if direct else None)
             g = p.read(prog, self.spec.time_s, rng)[None]
-            W = m.decode(g)[0].astype(self.dtype, copy=False)
+            if direct and g.base is not None and np.shares_memory(g, dest):
+                np.multiply(dest, self.dtype.type(m.coef[0, 0]), out=dest)      # in place: W = g * max|W|
+                W = dest
+            else:
+                W = m.decode(g)[0].astype(self.dtype, copy=False)
+                if dest is not None:
+                    dest[...] = W
+                    W = dest
             alpha = 1.0
             if comp:
                 W_ref = m.decode(p.read(prog, self.t_ref, rng)[None])[0]
                 den = np.abs(W.sum(axis=0)).sum()
                 alpha = float(np.abs(W_ref.sum(axis=0)).sum() / den) if den > 0 else 1.0
-                W = W * self.dtype.type(alpha)
+                W *= self.dtype.type(alpha)   # in place: W may be a slot of the stacked chunk
             weights.append(W)
             alphas.append(alpha)
             levels.append(m.slice_levels(g)[0].astype(self.dtype, copy=False) if self._keep_levels else None)
@@ -133,11 +147,19 @@ class ChipSimulator:
                         gs if keep_conductances else None)
 
     def draw_chips(self, chips, seed: int, keep_conductances: bool = False) -> list[ChipDraw]:
+        """Draw several chips (in parallel threads); their weights share one stacked array per layer."""
         chips = [int(c) for c in chips]
+        stacked = [np.empty((len(chips), m.K, m.N), dtype=self.dtype) for m in self.maps]
+
+        def one(k):
+            d = self.draw_chip(chips[k], seed, keep_conductances, out=[w[k] for w in stacked])
+            d.stack, d.slot = stacked, k
+            return d
+
         if self.threads <= 1 or len(chips) == 1:
-            return [self.draw_chip(c, seed, keep_conductances) for c in chips]
+            return [one(k) for k in range(len(chips))]
         with ThreadPoolExecutor(self.threads) as ex:
-            return list(ex.map(lambda c: self.draw_chip(c, seed, keep_conductances), chips))
+            return list(ex.map(one, range(len(chips))))
 
     # ------------------------------------------------------------------ forward
     def calibrate(self, x) -> None:
@@ -168,8 +190,15 @@ class ChipSimulator:
                                          None if alpha is None else alpha[i]).reshape(S, X.shape[-2], -1)
         return hook
 
+    def _stacked_weights(self, draws: list[ChipDraw]) -> list[np.ndarray]:
+        stack = draws[0].stack
+        if stack is not None and all(d.stack is stack and d.slot == k for k, d in enumerate(draws)) \
+                and stack[0].shape[0] == len(draws):
+            return stack
+        return [np.stack([d.weights[i] for d in draws]) for i in range(len(self.maps))]
+
     def logits(self, x, draws: list[ChipDraw], keep: bool = False):
-        weights = [np.stack([d.weights[i] for d in draws]) for i in range(len(self.maps))]
+        weights = self._stacked_weights(draws)
         return self.network.forward(x, weights=weights, matmul=self._hook(draws), keep=keep, dtype=self.dtype)
 
     def _chunk_size(self, x, n_chips: int) -> int:

@@ -65,6 +65,11 @@ class PreparedArray:
                 self._loc = p.loc(flat).astype(self.dtype).reshape(self.shape)
                 self._scale = p.scale(flat).astype(self.dtype).reshape(self.shape)
                 self._normal = fam.name in ("normal", "lognormal")
+                # constant parts become scalars: fewer passes over the array per chip
+                if np.all(self._loc == 0):
+                    self._loc = None
+                if self._scale.size and np.all(self._scale == self._scale.flat[0]):
+                    self._scale = self.dtype.type(self._scale.flat[0])
         d = model.drift
         if d is not None:
             self._nu_mean = d.nu_mean(flat).astype(self.dtype).reshape(self.shape)
@@ -79,26 +84,37 @@ class PreparedArray:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
-    def program(self, rng: np.random.Generator) -> ProgrammedChip:
-        """Draw one chip's programming (fixed order: gain, programming, drift, stuck)."""
+    def program(self, rng: np.random.Generator, out: np.ndarray | None = None) -> ProgrammedChip:
+        """Draw one chip's programming (fixed order: gain, programming, drift, stuck).
+
+        ``out`` (shape of the targets, this dtype) receives the programmed values in place."""
         m = self.model
         gain = float(np.exp(m.chip_gain.sigma * rng.standard_normal())) if m.chip_gain is not None else 1.0
         if self._kind is None:
-            g0 = self.targets.copy()
+            g0 = self.targets.copy() if out is None else np.copyto(out, self.targets) or out
         elif self._kind == "empirical":
             g0 = self._emp.ppf(rng.random(self.size), self._flat_targets).reshape(self.shape).astype(self.dtype)
+            if out is not None:
+                out[...] = g0
+                g0 = out
         else:
             if self._normal:
-                z = rng.standard_normal(self.shape, dtype=self.dtype) if self.dtype in (np.float32, np.float64) \
-                    else rng.standard_normal(self.shape).astype(self.dtype)
+                z = rng.standard_normal(self.shape, dtype=self.dtype, out=out)
             else:
                 z = self._fam.rvs(rng, self.shape, *self._shape).astype(self.dtype)
+                if out is not None:
+                    out[...] = z
+                    z = out
             if self._kind == "log":
-                g0 = self.targets * np.exp(self._loc + self._scale * z)
+                z *= self._scale
+                if self._loc is not None:
+                    z += self._loc
+                g0 = np.multiply(self.targets, np.exp(z, out=z), out=z)
             else:
                 g0 = z
                 g0 *= self._scale
-                g0 += self._loc
+                if self._loc is not None:
+                    g0 += self._loc
                 g0 += self.targets
         if m.floor is not None:
             np.maximum(g0, self.dtype.type(m.floor), out=g0)
@@ -124,7 +140,9 @@ class PreparedArray:
         return ProgrammedChip(g0, nu, mask, value, gain)
 
     def read(self, chip: ProgrammedChip, time_s: float, rng: np.random.Generator) -> np.ndarray:
-        """Read a programmed chip at ``time_s`` seconds after programming (fresh read noise)."""
+        """Read a programmed chip at ``time_s`` seconds after programming (fresh read noise).
+
+        The result may share memory with ``chip.g0``; treat it as read-only."""
         m = self.model
         g = chip.g0
         if m.drift is not None:
@@ -145,7 +163,7 @@ class PreparedArray:
             g = np.maximum(g, self.dtype.type(m.floor))
         if chip.gain != 1.0:
             g = g * self.dtype.type(chip.gain)
-        return g if g is not chip.g0 else g.copy()
+        return g  # may be chip.g0 itself when nothing changed since programming: do not modify in place
 
     def sample(self, rng: np.random.Generator, time_s: float = 0.0) -> np.ndarray:
         """Program and read one chip."""
