@@ -8,6 +8,10 @@ grows with the toolkit; entries so far:
   devices x 3 read times, with device ids), every family ranked.  Target: 30 s on 2 cores.
 - ``fit-100k-noids``: the same rows without the ``device`` column (moment-based drift).
 - ``read-100k``: reading and validating the same rows from CSV (context for the fit time).
+- nvCiM core (``benchmarks/cim.py``): a 784-256-10 MLP on 1,000 inputs per simulated chip, with
+  ``weight-gaussian`` and with the PCM preset at t = 1 day (differential pairs, no ADC), against the
+  bare float32 matrix products of the same shapes timed in the same run (target ratio <= 2); a
+  LeNet-5 on 1,000 28 x 28 inputs per chip, with peak traced memory.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _campaign():
@@ -60,12 +68,25 @@ def main(argv=None):
     t_fit2, res2 = _time(lambda: fit_device(df.drop("device")))
     rows.append(("fit-100k-noids", f"{df.height} rows, chosen {res2.chosen}", t_fit2, 30.0))
 
+    import cim
+
+    for r in cim.run():
+        target = r["target_ratio"]
+        detail = f"{r['ms_per_chip']:.2f} ms/chip"
+        if target:
+            detail += f" vs bare products {r['bare_ms_per_chip']:.2f} ms/chip"
+        if "peak_MB" in r:
+            detail += f", peak traced memory {r['peak_MB']:.0f} MB"
+        rows.append((r["name"], detail + f" [{r['benchmark']}]", r["ms_per_chip"] / 1e3,
+                     None if not target else r["bare_ms_per_chip"] / 1e3 * target))
+
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("ratio = measured / target; for the nvCiM rows the target is 2 x the bare products' time")
     print(f"{'benchmark':18s} {'seconds':>9s} {'target':>8s} {'ratio':>7s}  detail")
     out = []
     for name, detail, sec, target in rows:
         ratio = sec / target if target else float("nan")
-        print(f"{name:18s} {sec:9.2f} {target if target else '-':>8} {ratio:7.2f}  {detail}")
+        print(f"{name:18s} {sec:9.4f} {f'{target:.4f}' if target else '-':>8} {ratio:7.2f}  {detail}")
         out.append({"benchmark": name, "seconds": sec, "target_s": target, "ratio": ratio, "detail": detail})
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))

@@ -208,12 +208,17 @@ class ChipSimulator:
                        + m.n_devices * self.dtype.itemsize * 3 for m in self.maps)
         probe = x[: min(len(x), 32)]
         draws = self.draw_chips([0, 1], seed=0)
-        tracemalloc.start()
+        was_tracing = tracemalloc.is_tracing()
+        if not was_tracing:
+            tracemalloc.start()
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
         try:
             self.logits(probe, draws)
-            _, peak = tracemalloc.get_traced_memory()
+            peak = tracemalloc.get_traced_memory()[1] - base
         finally:
-            tracemalloc.stop()
+            if not was_tracing:
+                tracemalloc.stop()
         per_chip_sample = peak / (2 * len(probe))
         per = per_chip + per_chip_sample * len(x)
         s = int(max(1, min(n_chips, budget // max(per, 1))))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reliability.devices._fastrandom import standard_normal
 from reliability.devices.components import EmpiricalVariation
 from reliability.devices.model import DeviceModel
 
@@ -99,7 +100,7 @@ class PreparedArray:
                 g0 = out
         else:
             if self._normal:
-                z = rng.standard_normal(self.shape, dtype=self.dtype, out=out)
+                z = standard_normal(rng, self.shape, self.dtype, out=out)
             else:
                 z = self._fam.rvs(rng, self.shape, *self._shape).astype(self.dtype)
                 if out is not None:
@@ -120,7 +121,7 @@ class PreparedArray:
             np.maximum(g0, self.dtype.type(m.floor), out=g0)
         nu = None
         if m.drift is not None:
-            nu = rng.standard_normal(self.shape, dtype=self.dtype)
+            nu = standard_normal(rng, self.shape, self.dtype)
             nu *= self._nu_std
             nu += self._nu_mean
             if m.drift.fold:
@@ -152,7 +153,7 @@ class PreparedArray:
         if m.read_noise is not None:
             R = float(m.read_noise.time_factor(time_s))
             if R > 0:
-                z = rng.standard_normal(self.shape, dtype=self.dtype)
+                z = standard_normal(rng, self.shape, self.dtype)
                 z *= self._q
                 z *= self.dtype.type(np.sqrt(R))
                 z *= np.abs(g)
