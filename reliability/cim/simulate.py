@@ -179,11 +179,18 @@ class ChipSimulator:
     def _hook(self, draws: list[ChipDraw]):
         if not self.periphery.active:
             return None
-        S = len(draws)
         levels = [np.stack([d.levels[i] for d in draws]) for i in range(len(self.maps))] if self._keep_levels else None
         alpha = ([np.array([d.alpha[i] for d in draws], dtype=self.dtype) for i in range(len(self.maps))]
                  if draws[0].alpha is not None else None)
+        return self._make_hook(len(draws), levels, alpha)
 
+    def forward_weights(self, x, weights: list[np.ndarray], levels: list[np.ndarray] | None = None, keep=False):
+        """Run the network for chips given directly by stacked effective weights (S, K, N) per layer
+        (and, with an ADC, their slice levels (S, slices, K, N))."""
+        hook = self._make_hook(weights[0].shape[0], levels, None) if self.periphery.active else None
+        return self.network.forward(x, weights=weights, matmul=hook, keep=keep, dtype=self.dtype)
+
+    def _make_hook(self, S, levels, alpha):
         def hook(layer, X, W):
             i = layer.index
             return self.periphery.matmul(i, X, W, None if levels is None else levels[i],

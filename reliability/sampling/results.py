@@ -1,0 +1,89 @@
+"""Result objects of tail estimation (frozen; numbers, uncertainty, diagnostics, verdict)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+
+__all__ = ["TailEstimate", "QuantileEstimate", "TailResult"]
+
+
+@dataclass(frozen=True)
+class TailEstimate:
+    """P(accuracy <= below) with its standard error, 95 % interval and diagnostics."""
+
+    below: float
+    probability: float
+    std_error: float
+    ci95: tuple[float, float]
+    method: str
+    evaluations: int
+    ess: float
+    reliable: bool
+    reason: str | None
+    count_threshold: int = -1     # the event is n_correct <= count_threshold
+    pareto_k: float | None = None  # importance-sampling weights only (None for splitting / plain MC)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ci95"] = [float(self.ci95[0]), float(self.ci95[1])]
+        return d
+
+
+@dataclass(frozen=True)
+class QuantileEstimate:
+    """The k-th percentile accuracy: the accuracy a with P(accuracy <= a) reaching k."""
+
+    k: float
+    accuracy: float
+    ci95: tuple[float, float]
+    reliable: bool
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"k": self.k, "accuracy": self.accuracy, "ci95": [float(self.ci95[0]), float(self.ci95[1])],
+                "reliable": self.reliable, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class TailResult:
+    """Everything one tail-estimation run produced."""
+
+    estimates: tuple[TailEstimate, ...]
+    quantiles: tuple[QuantileEstimate, ...]
+    evaluations: int
+    seconds: float
+    method: str
+    seed: int
+    n_samples: int
+    complete: bool = True
+    diagnostics: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The documented JSON form (``reliability tail --json``)."""
+        return {"estimates": [e.to_dict() for e in self.estimates], "quantiles": [q.to_dict() for q in self.quantiles],
+                "evaluations": int(self.evaluations), "seconds": float(self.seconds), "method": self.method,
+                "seed": self.seed, "n_samples": self.n_samples, "complete": self.complete,
+                "diagnostics": _plain(self.diagnostics)}
+
+    def to_polars(self) -> pl.DataFrame:
+        return pl.DataFrame([{**{k: v for k, v in e.to_dict().items() if k != "ci95"},
+                              "ci95_low": e.ci95[0], "ci95_high": e.ci95[1]} for e in self.estimates])
+
+
+def _plain(o):
+    if isinstance(o, dict):
+        return {str(k): _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _plain(o.tolist())
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    return o

@@ -1,0 +1,64 @@
+"""Scoring chips: how many evaluation samples a chip classifies correctly, with a continuous
+tie-breaker so that chips with equal counts are still ordered.
+
+``score = n_correct + sigmoid((mean margin - centre) / tau)``: the integer part is the hard count that defines
+the event (``accuracy <= a`` is ``score < k + 1`` with ``k = floor(a n)``); the fractional part,
+in (0, 1), ranks chips with equal counts by how close their samples are to flipping.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reliability.cim.network import margin
+
+__all__ = ["ChipScorer"]
+
+
+class ChipScorer:
+    """Scores chips given as latent vectors (see :class:`reliability.cim.latent.LatentChips`).
+
+    Counts every chip it evaluates in :attr:`evaluations`.
+    """
+
+    def __init__(self, simulator, latent, x, y, chunk: int | None = None):
+        self.sim = simulator
+        self.latent = latent
+        self.x = np.asarray(x)
+        self.y = np.asarray(y).astype(np.int64)
+        self.n = int(self.y.size)
+        self.tau = 1.0
+        self.centre = 0.0
+        self.evaluations = 0
+        if simulator.periphery.active and simulator._calibrated_on is None:
+            simulator.calibrate(self.x[: min(len(self.x), 256)])
+        self.chunk = int(chunk or max(1, simulator._chunk_size(self.x, 256)))
+
+    def counts_and_margins(self, z: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        S = z[0].shape[0]
+        counts = np.empty(S, dtype=np.int64)
+        mm = np.empty(S, dtype=np.float64)
+        for s0 in range(0, S, self.chunk):
+            part = [b[s0:s0 + self.chunk] for b in z]
+            adc = bool(self.sim.spec.periphery.adc_bits)
+            W, levels = self.latent.weights(part, with_levels=True) if adc else (self.latent.weights(part), None)
+            logits = self.sim.forward_weights(self.x, W, levels)
+            mg = margin(logits, self.y).astype(np.float64)
+            counts[s0:s0 + len(W[0])] = (np.argmax(logits, axis=-1) == self.y[None, :]).sum(axis=1)
+            mm[s0:s0 + len(W[0])] = mg.mean(axis=1)
+        self.evaluations += S
+        return counts, mm
+
+    def score(self, z: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``(score, n_correct)`` of each chip in ``z``."""
+        counts, mm = self.counts_and_margins(z)
+        return self.combine(counts, mm), counts
+
+    def set_scale(self, margins: np.ndarray) -> None:
+        """Centre and spread of the tie-breaker, from a sample of chips' mean margins."""
+        self.centre = float(np.median(margins))
+        self.tau = float(max(np.std(margins), 1e-9))
+
+    def combine(self, counts, mm):
+        z = np.clip((np.asarray(mm) - self.centre) / self.tau, -30.0, 30.0)
+        return counts + 1.0 / (1.0 + np.exp(-z))

@@ -1,0 +1,165 @@
+"""Tail accuracy: P(accuracy <= a) for several a, and the k-th percentile accuracy, with honest
+uncertainty, by subset simulation in the chips' latent Gaussian space or by plain Monte Carlo.
+
+``estimate_tail`` is the Python twin of ``reliability tail``.  Every estimate carries its standard
+error, 95 % interval, effective sample size and a verdict: an estimate whose diagnostics fail is
+returned with ``reliable = False`` and the reason, never as a confident number.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from scipy import stats
+
+from reliability.cim.latent import LatentChips
+from reliability.cim.simulate import ChipSimulator
+from reliability.errors import ReliabilityError
+from reliability.sampling.results import QuantileEstimate, TailEstimate, TailResult
+from reliability.sampling.scoring import ChipScorer
+from reliability.sampling.subset import SubsetSimulation
+
+__all__ = ["estimate_tail", "METHODS"]
+
+METHODS = ("auto", "subset", "mc")
+MIN_EVENTS = 10
+MAX_COV = 0.5
+
+
+def _check(below, quantiles, budget):
+    below = [float(a) for a in (below or [])]
+    quantiles = [float(k) for k in (quantiles or [])]
+    for a in below:
+        if not (0.0 <= a < 1.0):
+            raise ReliabilityError(f"--below {a}: an accuracy threshold must be in [0, 1).")
+    for k in quantiles:
+        if not (0.0 < k < 0.5):
+            raise ReliabilityError(f"--quantile {k}: the tail probability k must be in (0, 0.5).")
+    if not below and not quantiles:
+        raise ReliabilityError("nothing to estimate: give at least one --below threshold or --quantile.")
+    if int(budget) < 100:
+        raise ReliabilityError(f"--budget {budget}: at least 100 chip evaluations are needed.")
+    return below, quantiles
+
+
+def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: int = 20000, seed: int = 0,
+                  method: str = "auto", estimator=None, simulator: ChipSimulator | None = None) -> TailResult:
+    """Estimate P(accuracy <= a) for each ``a`` in ``below`` and the accuracy at each tail
+    probability in ``quantiles``, using at most ``budget`` chip evaluations.
+
+    ``method``: "auto"/"subset" (subset simulation; it reduces to plain Monte Carlo when the events
+    are common enough to be seen at level 0) or "mc" (plain Monte Carlo, chips keyed by index).
+    """
+    below, quantiles = _check(below, quantiles, budget)
+    if method not in METHODS:
+        raise ReliabilityError(f"method must be one of {METHODS}; got {method!r}.")
+    t0 = time.perf_counter()
+    x = np.asarray(x)
+    y = np.asarray(y).astype(np.int64)
+    n = int(y.size)
+    sim = simulator or ChipSimulator(network, variation)
+    latent = LatentChips(sim)
+    scorer = ChipScorer(sim, latent, x, y)
+    counts_thr = [int(math.floor(a * n + 1e-9)) for a in below]
+    if method == "mc":
+        return _plain_mc(scorer, latent, below, counts_thr, quantiles, int(budget), seed, n, t0)
+    est = estimator or SubsetSimulation()
+    run = est.run(scorer, latent, [k + 1.0 for k in counts_thr], min(quantiles) if quantiles else None,
+                  int(budget), seed)
+    estimates = []
+    for a, k in zip(below, counts_thr):
+        r = run.probability(k + 1.0)
+        estimates.append(_estimate(a, k, r, run, n))
+    qs = [_quantile(run, kq, n) for kq in quantiles]
+    diag = {"levels": [{"threshold_score": lv.threshold, "probability": lv.prob, "acceptance": lv.acceptance,
+                        "rho": lv.rho, "min_correct": int(lv.counts.min()), "max_correct": int(lv.counts.max())}
+                       for lv in run.levels],
+            "n_per_level": run.n_per_level, "p0": run.p0, "stopped": run.stopped, "latent_dim": latent.dim,
+            "score_tau": scorer.tau}
+    return TailResult(tuple(estimates), tuple(qs), run.evaluations, time.perf_counter() - t0,
+                      est.name if len(run.levels) > 1 else "monte-carlo (subset simulation stopped at level 0)",
+                      int(seed), n, True, diag)
+
+
+def _estimate(a, k, r, run, n) -> TailEstimate:
+    p = r["p"]
+    d = r["cov_upper"]
+    reasons = []
+    if r["n_in_event"] < MIN_EVENTS:
+        reasons.append(f"only {r['n_in_event']} chips in the event at the deepest level (< {MIN_EVENTS})")
+    if math.isfinite(d) and d > MAX_COV:
+        reasons.append(f"coefficient of variation {d:.2f} > {MAX_COV}")
+    low_acc = [i for i, lv in enumerate(run.levels[1:r["level"] + 1], 1) if lv.acceptance < 0.05]
+    if low_acc:
+        reasons.append(f"Markov chains barely moved at level(s) {low_acc} (acceptance < 5 %)")
+    if run.stopped == "budget exhausted" and r["level"] == len(run.levels) - 1 and r["fraction"] < run.p0:
+        reasons.append("the budget ran out before the event was reached with p0 of the chips")
+    if p > 0 and math.isfinite(d):
+        s = math.sqrt(math.log1p(d * d))
+        ci = (p * math.exp(-1.96 * s), p * math.exp(1.96 * s))
+        se = p * d
+    else:
+        N = r["n"]
+        ci = (0.0, r["level_prob"] * 3.0 / N)   # rule of three at the deepest level
+        se = float("nan")
+    method = "subset-simulation" if r["level"] > 0 else "monte-carlo"
+    return TailEstimate(a, float(p), float(se), (float(ci[0]), float(min(ci[1], 1.0))), method, int(run.evaluations),
+                        float(r["ess"]), not reasons, "; ".join(reasons) or None, int(k))
+
+
+def _quantile(run, k, n) -> QuantileEstimate:
+    s, level = run.score_quantile(k)
+    c = int(math.floor(s))
+    # CI: the counts whose probability interval contains k
+    lo_c, hi_c = c, c
+    probs = {}
+    for cc in range(max(c - 50, 0), min(c + 50, n) + 1):
+        r = run.probability(cc + 1.0)
+        if r["p"] > 0 and math.isfinite(r["cov_upper"]):
+            sd = math.sqrt(math.log1p(r["cov_upper"] ** 2))
+            probs[cc] = (r["p"] * math.exp(-1.96 * sd), r["p"] * math.exp(1.96 * sd))
+        else:
+            probs[cc] = (0.0, r["level_prob"] * 3.0 / r["n"])
+    inside = [cc for cc, (lo, hi) in probs.items() if lo <= k <= hi]
+    if inside:
+        lo_c, hi_c = min(inside + [c]), max(inside + [c])
+    r = run.probability(c + 1.0)
+    reasons = []
+    if r["n_in_event"] < MIN_EVENTS:
+        reasons.append(f"only {r['n_in_event']} chips at or below the quantile")
+    if run.levels[-1].prob > k and run.stopped == "budget exhausted":
+        reasons.append("the budget ran out before reaching this probability")
+    return QuantileEstimate(float(k), c / n, (lo_c / n, hi_c / n), not reasons, "; ".join(reasons) or None)
+
+
+def _plain_mc(scorer, latent, below, counts_thr, quantiles, budget, seed, n, t0) -> TailResult:
+    counts = []
+    for s0 in range(0, budget, 256):
+        idx = range(s0, min(budget, s0 + 256))
+        z = latent.stack([latent.draw_chip(seed, i) for i in idx])
+        c, _ = scorer.counts_and_margins(z)
+        counts.append(c)
+    counts = np.concatenate(counts)
+    N = counts.size
+    est = []
+    for a, k in zip(below, counts_thr):
+        m = int(np.sum(counts <= k))
+        p = m / N
+        ci = stats.binomtest(m, N).proportion_ci(0.95, method="exact")
+        reasons = [] if m >= MIN_EVENTS else [f"only {m} chips in the event (< {MIN_EVENTS})"]
+        est.append(TailEstimate(a, p, math.sqrt(p * (1 - p) / N), (float(ci.low), float(ci.high)), "monte-carlo", N,
+                                float(N), not reasons, "; ".join(reasons) or None, int(k)))
+    qs = []
+    srt = np.sort(counts)
+    for kq in quantiles:
+        i = max(int(math.ceil(kq * N)) - 1, 0)
+        # order-statistic interval for the quantile (binomial)
+        lo_i = int(stats.binom.ppf(0.025, N, kq))
+        hi_i = min(int(stats.binom.ppf(0.975, N, kq)), N - 1)
+        ok = kq * N >= MIN_EVENTS
+        qs.append(QuantileEstimate(kq, srt[i] / n, (srt[max(lo_i - 1, 0)] / n, srt[hi_i] / n), ok,
+                                   None if ok else f"k x N = {kq * N:.1f} < {MIN_EVENTS} chips below the quantile"))
+    return TailResult(tuple(est), tuple(qs), N, time.perf_counter() - t0, "monte-carlo", int(seed), n, True,
+                      {"latent_dim": latent.dim})
