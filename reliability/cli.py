@@ -192,6 +192,37 @@ def cmd_simulate(args) -> int:
     return 0 if res.complete else 130
 
 
+def cmd_tail(args) -> int:
+    import json as _json
+
+    from reliability.cim import load_model
+    from reliability.data.evalset import load_evalset
+    from reliability.sampling import estimate_tail
+
+    if args.json and Path(args.json).exists() and not args.force:
+        raise ReliabilityError(f"--json {args.json} exists; pass --force to overwrite it or choose another path.")
+    net = load_model(args.model)
+    X, y = load_evalset(args.data)
+    res = estimate_tail(net, X, y, args.variation, below=args.below or (), quantiles=args.quantile or (),
+                        budget=args.budget, seed=args.seed, method=args.method)
+    rows = [{"P(acc <= a)": f"a = {e.below:.6g}", "probability": e.probability, "std error": e.std_error,
+             "95 % CI": f"[{e.ci95[0]:.3g}, {e.ci95[1]:.3g}]", "method": e.method, "ESS": e.ess,
+             "reliable": e.reliable, "reason": e.reason or ""} for e in res.estimates]
+    if rows:
+        _table(rows, list(rows[0]), title=f"tail probabilities ({res.evaluations} chip evaluations, {res.seconds:.1f} s)")
+    qrows = [{"k": q.k, "accuracy": q.accuracy, "95 % CI": f"[{q.ci95[0]:.4g}, {q.ci95[1]:.4g}]",
+              "reliable": q.reliable, "reason": q.reason or ""} for q in res.quantiles]
+    if qrows:
+        _table(qrows, list(qrows[0]), title="k-th percentile accuracy")
+    if args.json:
+        Path(args.json).write_text(_json.dumps(res.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    unreliable = [e for e in res.estimates if not e.reliable] + [q for q in res.quantiles if not q.reliable]
+    if unreliable:
+        print(f"warning: {len(unreliable)} estimate(s) flagged unreliable; see 'reason'", file=sys.stderr)
+    return 0
+
+
 def _progress(what: str):
     def show(done, total):
         print(f"\r{what}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
@@ -238,6 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--out", required=True, help="output Parquet file")
     sm.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     sm.set_defaults(func=cmd_simulate)
+
+    tl = sub.add_parser("tail", help="tail accuracy: P(accuracy <= a) and k-th percentile accuracy, with CIs")
+    tl.add_argument("--model", required=True, help="network: .onnx or .npz layer file")
+    tl.add_argument("--data", required=True, help=".npz with X and y")
+    tl.add_argument("--variation", required=True, help="weight-gaussian:sigma=S, a device preset, or a chip file")
+    tl.add_argument("--below", type=float, action="append", help="accuracy threshold a (repeatable)")
+    tl.add_argument("--quantile", type=float, action="append", help="tail probability k (repeatable)")
+    tl.add_argument("--budget", type=int, default=20000, help="maximum chip evaluations (default 20000)")
+    tl.add_argument("--seed", type=int, default=0)
+    tl.add_argument("--method", default="auto", choices=["auto", "subset", "mc"])
+    tl.add_argument("--json", help="write the result as JSON")
+    tl.add_argument("--force", action="store_true", help="overwrite --json if it exists")
+    tl.set_defaults(func=cmd_tail)
 
     dev = sub.add_parser("device", help="inspect and sample device models")
     dsub = dev.add_subparsers(dest="device_command", metavar="SUBCOMMAND")

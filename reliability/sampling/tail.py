@@ -25,7 +25,7 @@ __all__ = ["estimate_tail", "METHODS"]
 
 METHODS = ("auto", "subset", "mc")
 MIN_EVENTS = 10
-MAX_COV = 0.5
+MAX_COV = 1.0
 
 
 def _check(below, quantiles, budget):

@@ -1,0 +1,135 @@
+"""Tail estimation against closed forms and brute force.
+
+References: (1) a linear classifier under Gaussian weight noise, where every sample's margin is
+jointly Gaussian, so P(some sample misclassified) follows from normal and bivariate-normal CDFs
+(inclusion-exclusion over the samples); (2) the public case digits_mlp_s05, whose reference
+histogram comes from 115,520,000 brute-force chips (../shared/cases/README.md).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from scipy import stats
+
+from reliability.cim import load_onnx
+from reliability.errors import ReliabilityError
+from reliability.sampling import estimate_tail
+
+CASE = Path(__file__).resolve().parents[2].parent / "shared" / "cases" / "digits_mlp_s05"
+
+
+def _linear(W, b):
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W", "b"], ["y"], name="fc")], "lin",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", W.shape[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", W.shape[1]])],
+        [numpy_helper.from_array(W.astype(np.float32), "W"), numpy_helper.from_array(b.astype(np.float32), "b")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _orthant_case():
+    """Two-class linear model, three samples; returns (network, X, y, sigma, exact P(acc <= 2/3))."""
+    W = np.array([[0.0, 1.0], [0.0, -0.6], [0.0, 0.3], [0.0, 0.2]])
+    b = np.array([0.0, -0.05])
+    X = np.array([[1.0, 0.1, 0.2, 0.0], [0.9, -0.3, 0.1, 0.4], [1.1, 0.0, -0.2, 0.3]], dtype=np.float32)
+    y = np.array([1, 1, 1])
+    sigma = 0.16
+    m = np.abs(W).max()
+    mean = X.astype(float) @ (W[:, 1] - W[:, 0]) + (b[1] - b[0])     # margins of class 1 over class 0
+    cov = 2 * (sigma * m) ** 2 * (X.astype(float) @ X.astype(float).T)  # noise on both columns
+    sd = np.sqrt(np.diag(cov))
+    p1 = stats.norm.cdf(-mean / sd)
+    p = p1.sum()
+    n = len(y)
+    triple = stats.multivariate_normal(mean=mean, cov=cov, abseps=1e-12, releps=1e-8).cdf(np.zeros(n))
+    for i in range(n):
+        for k in range(i + 1, n):
+            c2 = cov[np.ix_([i, k], [i, k])]
+            p -= stats.multivariate_normal(mean=mean[[i, k]], cov=c2, abseps=1e-12, releps=1e-8).cdf(np.zeros(2))
+    p += triple
+    return load_onnx(_linear(W, b)), X, y, sigma, float(p)
+
+
+def test_linear_classifier_orthant_probability():
+    net, X, y, sigma, truth = _orthant_case()
+    assert 3e-6 < truth < 3e-4, truth  # a genuinely rare event
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], budget=20000, seed=0)
+    e = res.estimates[0]
+    assert e.method == "subset-simulation"
+    assert 1 / 1.5 < e.probability / truth < 1.5, (e.probability, truth)
+    assert e.ci95[0] <= truth <= e.ci95[1]
+    assert res.evaluations <= 20000
+
+
+def test_plain_mc_and_subset_agree_where_mc_is_precise():
+    net, X, y, _, _ = _orthant_case()
+    kw = dict(below=[2 / 3], budget=20000, seed=1)
+    mc = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method="mc", **kw).estimates[0]
+    ss = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method="subset", **kw).estimates[0]
+    assert mc.probability > 0.01  # common enough for plain MC: ~200+ events
+    diff = abs(mc.probability - ss.probability)
+    assert diff < 4 * np.hypot(mc.std_error, ss.std_error)
+
+
+@pytest.mark.skipif(not CASE.exists(), reason="../shared/cases is not beside this checkout")
+def test_public_case_against_brute_force_reference():
+    net = load_onnx(CASE / "model.onnx")
+    z = np.load(CASE / "data.npz")
+    ref = np.load(CASE / "reference_hist.npy").astype(float)
+    n = len(z["y"])
+    res = estimate_tail(net, z["X"], z["y"], "weight-gaussian:sigma=0.05", below=[526 / n, 523 / n, 519 / n],
+                        quantiles=[1e-4], budget=20000, seed=0)
+    for e in res.estimates:
+        truth = ref[: e.count_threshold + 1].sum() / ref.sum()
+        assert 1 / 1.5 < e.probability / truth < 1.5, (e.below, e.probability, truth)
+        assert e.ci95[0] <= truth <= e.ci95[1], (e.below, e.ci95, truth)
+    # the 1e-4 quantile: P(acc <= q) reaches 1e-4 between 522 and 523 correct in the reference
+    cdf = np.cumsum(ref) / ref.sum()
+    q_true = int(np.argmax(cdf >= 1e-4))
+    assert abs(res.quantiles[0].accuracy * n - q_true) <= 1
+
+
+def test_small_budget_is_flagged_not_reported_confidently():
+    net, X, y, sigma, truth = _orthant_case()
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], quantiles=[1e-6], budget=300,
+                        seed=0)
+    assert not res.estimates[0].reliable and res.estimates[0].reason
+    assert not res.quantiles[0].reliable
+
+
+def test_input_errors():
+    net, X, y, _, _ = _orthant_case()
+    with pytest.raises(ReliabilityError, match="nothing to estimate"):
+        estimate_tail(net, X, y, "weight-gaussian:sigma=0.1")
+    with pytest.raises(ReliabilityError, match="in \\[0, 1\\)"):
+        estimate_tail(net, X, y, "weight-gaussian:sigma=0.1", below=[1.5])
+    with pytest.raises(ReliabilityError, match="budget"):
+        estimate_tail(net, X, y, "weight-gaussian:sigma=0.1", below=[0.5], budget=10)
+
+
+def test_cli_json_contract(tmp_path):
+    from reliability.cli import main
+
+    net_path = tmp_path / "m.onnx"
+    W = np.array([[0.0, 1.0], [0.0, -0.6], [0.0, 0.3], [0.0, 0.2]])
+    onnx.save(_linear(W, np.array([0.0, -0.05])), net_path)
+    _, X, y, _, _ = _orthant_case()
+    data = tmp_path / "d.npz"
+    np.savez(data, X=X, y=y)
+    out = tmp_path / "out.json"
+    assert main(["tail", "--model", str(net_path), "--data", str(data), "--variation", "weight-gaussian:sigma=0.2",
+                 "--below", "0.67", "--below", "0.34", "--quantile", "1e-3", "--budget", "3000", "--seed", "0",
+                 "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert set(d) >= {"estimates", "quantiles", "evaluations", "seconds"}
+    assert len(d["estimates"]) == 2
+    for e in d["estimates"]:
+        assert set(e) >= {"below", "probability", "std_error", "ci95", "method", "evaluations", "ess", "reliable",
+                          "reason"}
+        assert len(e["ci95"]) == 2 and e["ci95"][0] <= e["probability"] <= e["ci95"][1]
+    assert set(d["quantiles"][0]) >= {"k", "accuracy", "ci95", "reliable"}
+    assert d["evaluations"] <= 3000
