@@ -204,7 +204,11 @@ def cmd_tail(args) -> int:
     net = load_model(args.model)
     X, y = load_evalset(args.data)
     res = estimate_tail(net, X, y, args.variation, below=args.below or (), quantiles=args.quantile or (),
-                        budget=args.budget, seed=args.seed, method=args.method)
+                        budget=args.budget, seed=args.seed, method=args.method, checkpoint=args.checkpoint,
+                        progress=_progress("chip evaluations") if sys.stderr.isatty() else None)
+    if not res.complete:
+        print("interrupted: the result below uses the completed levels only (wider intervals, flagged); "
+              "run the same command with --checkpoint to resume", file=sys.stderr)
     rows = [{"P(acc <= a)": f"a = {e.below:.6g}", "probability": e.probability, "std error": e.std_error,
              "95 % CI": f"[{e.ci95[0]:.3g}, {e.ci95[1]:.3g}]", "method": e.method, "ESS": e.ess,
              "reliable": e.reliable, "reason": e.reason or ""} for e in res.estimates]
@@ -279,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--budget", type=int, default=20000, help="maximum chip evaluations (default 20000)")
     tl.add_argument("--seed", type=int, default=0)
     tl.add_argument("--method", default="auto", choices=["auto", "subset", "mc"])
+    tl.add_argument("--checkpoint", help="checkpoint file (.npz): written after every level; an existing one "
+                    "from the same run is resumed")
     tl.add_argument("--json", help="write the result as JSON")
     tl.add_argument("--force", action="store_true", help="overwrite --json if it exists")
     tl.set_defaults(func=cmd_tail)

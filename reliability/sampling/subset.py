@@ -133,82 +133,103 @@ class SubsetSimulation:
         return max(int(budget // levels), int(20 / self.p0))
 
     def run(self, scorer, latent, score_targets: list[float], min_prob: float | None, budget: int, seed: int,
-            chunk: int = 256) -> SubsetRun:
+            chunk: int = 256, checkpoint=None, fingerprint: str = "", progress=None) -> SubsetRun:
+        """Run (or resume from ``checkpoint``) subset simulation.
+
+        After every completed level the state is written to ``checkpoint`` (an ``.npz`` file) when
+        given; a later call with the same file and settings resumes there and ends with exactly the
+        result of an uninterrupted run.  Ctrl-C returns the levels completed so far
+        (``stopped == "interrupted"``).
+        """
         N = self.plan(budget, min_prob)
         nc = max(1, int(round(self.p0 * N)))
         L = max(1, N // nc)
         N = nc * L
-        run = SubsetRun(n_per_level=N, p0=self.p0)
         c_min = min(score_targets) if score_targets else -math.inf
-        # ---- level 0: independent chips, keyed by index
-        scores = np.empty(N)
-        counts = np.empty(N, dtype=np.int64)
-        margins = np.empty(N)
-        for s0 in range(0, N, chunk):
-            idx = range(s0, min(N, s0 + chunk))
-            z = latent.stack([latent.draw_chip(seed, i) for i in idx])
-            cnt, mm = scorer.counts_and_margins(z)
-            counts[s0:s0 + len(idx)] = cnt
-            margins[s0:s0 + len(idx)] = mm
-            del z
-        scorer.set_scale(margins)
-        scores[:] = scorer.combine(counts, margins)
-        run.evaluations = N
-        run.levels.append(Level(scores, counts, 1.0, math.inf))
-        seeds_z = None
-        rho = self.rho0
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(2**31 - 1,))))
-        while True:
-            lv = run.levels[-1]
-            frac_target = float(np.mean(lv.scores < c_min)) if score_targets else 1.0
-            deep_enough = frac_target >= self.p0 and (min_prob is None or lv.prob * self.p0 <= min_prob)
-            if deep_enough:
-                run.stopped = "targets reached"
-                break
-            if run.evaluations + N > budget:
-                run.stopped = "budget exhausted"
-                break
-            order = np.argsort(lv.scores, kind="stable")
-            b = 0.5 * (lv.scores[order[nc - 1]] + lv.scores[order[nc]]) if nc < N else lv.scores[order[-1]] + 1e-9
-            if b <= 0 or (len(run.levels) > 1 and b >= lv.threshold):
-                run.stopped = "no further progress (all chips at the lowest score)"
-                break
-            # seeds: the nc lowest chips of this level
-            if len(run.levels) == 1:
-                # level-0 seeds are re-drawn from their keys (cheaper than keeping every vector)
-                seeds_z = latent.stack([latent.draw_chip(seed, int(i)) for i in order[:nc]])
-                seeds_s = lv.scores[order[:nc]]
-            else:
-                seeds_z, seeds_s = self._buffer_z, self._buffer_s
-                keep = np.argsort(seeds_s, kind="stable")[:nc]
-                seeds_z, seeds_s = latent.take(seeds_z, keep), seeds_s[keep]
-            state_z, state_s = seeds_z, seeds_s.copy()
-            state_c = np.floor(state_s).astype(np.int64)
-            chain = np.empty((nc, L))
-            chain_c = np.empty((nc, L), dtype=np.int64)
-            chain[:, 0] = state_s
-            chain_c[:, 0] = state_c
-            self._buffer_z, self._buffer_s = state_z, state_s.copy()
-            acc_total = 0
-            for step in range(1, L):
-                prop = latent.pcn(state_z, rho, rng)
-                s_new, c_new = scorer.score(prop)
-                run.evaluations += nc
-                ok = s_new < b
-                acc_total += int(ok.sum())
-                if ok.any():
-                    for bi in range(len(state_z)):
-                        state_z[bi][ok] = prop[bi][ok]
-                    state_s = np.where(ok, s_new, state_s)
-                    state_c = np.where(ok, c_new, state_c)
-                chain[:, step] = state_s
-                chain_c[:, step] = state_c
-                self._buffer_z, self._buffer_s = _keep_lowest(self._buffer_z, self._buffer_s, state_z, state_s, nc)
-                a = ok.mean()
-                rho = float(np.clip(rho * math.exp(0.6 * (a - self.target_acceptance)), 1e-3, 1.0))
-            # the level's probability: P(score < b) = P_prev * fraction of the previous level below b
-            run.levels.append(Level(chain.ravel(), chain_c.ravel(), lv.prob * float(np.mean(lv.scores < b)), b, chain,
-                                    acc_total / (nc * max(L - 1, 1)), rho))
+        run, buf, rho = None, None, self.rho0
+        if checkpoint is not None:
+            got = _load_checkpoint(checkpoint, fingerprint, latent)
+            if got is not None:
+                run, buf, rho, (scorer.centre, scorer.tau) = got
+        try:
+            if run is None:
+                run = SubsetRun(n_per_level=N, p0=self.p0)
+                # ---- level 0: independent chips, keyed by index
+                counts = np.empty(N, dtype=np.int64)
+                margins = np.empty(N)
+                for s0 in range(0, N, chunk):
+                    idx = range(s0, min(N, s0 + chunk))
+                    z = latent.stack([latent.draw_chip(seed, i) for i in idx])
+                    cnt, mm = scorer.counts_and_margins(z)
+                    counts[s0:s0 + len(idx)] = cnt
+                    margins[s0:s0 + len(idx)] = mm
+                    del z
+                    if progress is not None:
+                        progress(min(N, s0 + chunk), budget)
+                scorer.set_scale(margins)
+                run.evaluations = N
+                run.levels.append(Level(scorer.combine(counts, margins), counts, 1.0, math.inf))
+                _save_checkpoint(checkpoint, fingerprint, run, None, rho, scorer)
+            while True:
+                lv = run.levels[-1]
+                frac_target = float(np.mean(lv.scores < c_min)) if score_targets else 1.0
+                if frac_target >= self.p0 and (min_prob is None or lv.prob * self.p0 <= min_prob):
+                    run.stopped = "targets reached"
+                    break
+                if run.evaluations + N > budget:
+                    run.stopped = "budget exhausted"
+                    break
+                order = np.argsort(lv.scores, kind="stable")
+                b = 0.5 * (lv.scores[order[nc - 1]] + lv.scores[order[nc]]) if nc < N else lv.scores[order[-1]] + 1e-9
+                if b <= 0 or (len(run.levels) > 1 and b >= lv.threshold):
+                    run.stopped = "no further progress (all chips at the lowest score)"
+                    break
+                if len(run.levels) == 1:
+                    # level-0 seeds are re-drawn from their keys (cheaper than keeping every vector)
+                    seeds_z = latent.stack([latent.draw_chip(seed, int(i)) for i in order[:nc]])
+                    seeds_s = lv.scores[order[:nc]]
+                else:
+                    keep = np.argsort(buf[1], kind="stable")[:nc]
+                    seeds_z, seeds_s = latent.take(buf[0], keep), buf[1][keep]
+                level_no = len(run.levels)
+                rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(2**31 - 1, level_no))))
+                state_z = [a.copy() for a in seeds_z]
+                state_s = np.asarray(seeds_s, dtype=float).copy()
+                state_c = np.floor(state_s).astype(np.int64)
+                chain = np.empty((nc, L))
+                chain_c = np.empty((nc, L), dtype=np.int64)
+                chain[:, 0] = state_s
+                chain_c[:, 0] = state_c
+                new_buf = ([a.copy() for a in state_z], state_s.copy())
+                acc_total = 0
+                evals = run.evaluations
+                for step in range(1, L):
+                    prop = latent.pcn(state_z, rho, rng)
+                    s_new, c_new = scorer.score(prop)
+                    evals += nc
+                    ok = s_new < b
+                    acc_total += int(ok.sum())
+                    if ok.any():
+                        for bi in range(len(state_z)):
+                            state_z[bi][ok] = prop[bi][ok]
+                        state_s = np.where(ok, s_new, state_s)
+                        state_c = np.where(ok, c_new, state_c)
+                    chain[:, step] = state_s
+                    chain_c[:, step] = state_c
+                    new_buf = _keep_lowest(new_buf[0], new_buf[1], state_z, state_s, nc)
+                    rho = float(np.clip(rho * math.exp(0.6 * (ok.mean() - self.target_acceptance)), 1e-3, 1.0))
+                    if progress is not None:
+                        progress(evals, budget)
+                # P(score < b) = P_prev * fraction of the previous level below b
+                run.levels.append(Level(chain.ravel(), chain_c.ravel(), lv.prob * float(np.mean(lv.scores < b)), b,
+                                        chain, acc_total / (nc * max(L - 1, 1)), rho))
+                run.evaluations = evals
+                buf = new_buf
+                _save_checkpoint(checkpoint, fingerprint, run, buf, rho, scorer)
+        except KeyboardInterrupt:
+            if run is None or not run.levels:
+                raise
+            run.stopped = "interrupted"
         return run
 
 
@@ -225,3 +246,55 @@ def _keep_lowest(buf_z, buf_s, z, s, n):
         out.append(np.concatenate([bb[keep[keep < nb]], zz[keep[keep >= nb] - nb]], axis=0))
     s_out = np.concatenate([buf_s[keep[keep < nb]], np.asarray(s)[keep[keep >= nb] - nb]])
     return out, s_out
+
+
+def _save_checkpoint(path, fingerprint, run, buf, rho, scorer):
+    if path is None:
+        return
+    import json
+    import os
+    from pathlib import Path
+
+    arrays = {}
+    meta = {"fingerprint": fingerprint, "n_per_level": run.n_per_level, "p0": run.p0, "evaluations": run.evaluations,
+            "rho": rho, "centre": scorer.centre, "tau": scorer.tau, "levels": []}
+    for j, lv in enumerate(run.levels):
+        arrays[f"l{j}_scores"] = lv.scores
+        arrays[f"l{j}_counts"] = lv.counts
+        if lv.chain_scores is not None:
+            arrays[f"l{j}_chain"] = lv.chain_scores
+        meta["levels"].append({"prob": lv.prob, "threshold": None if math.isinf(lv.threshold) else lv.threshold,
+                               "acceptance": lv.acceptance, "rho": lv.rho})
+    if buf is not None:
+        for i, b in enumerate(buf[0]):
+            arrays[f"buf_z{i}"] = b
+        arrays["buf_s"] = buf[1]
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+    os.replace(tmp, path)   # atomic: an interrupted write never leaves a broken checkpoint
+
+
+def _load_checkpoint(path, fingerprint, latent):
+    import json
+    from pathlib import Path
+
+    from reliability.errors import ReliabilityError
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        if meta["fingerprint"] != fingerprint:
+            raise ReliabilityError(f"checkpoint {path} belongs to another run (different model, data, variation, "
+                                   "thresholds, budget or seed); delete it or choose another --checkpoint file.")
+        run = SubsetRun(n_per_level=meta["n_per_level"], p0=meta["p0"], evaluations=meta["evaluations"])
+        for j, lm in enumerate(meta["levels"]):
+            run.levels.append(Level(z[f"l{j}_scores"], z[f"l{j}_counts"], lm["prob"],
+                                    math.inf if lm["threshold"] is None else lm["threshold"],
+                                    z[f"l{j}_chain"] if f"l{j}_chain" in z.files else None, lm["acceptance"], lm["rho"]))
+        buf = None
+        if "buf_s" in z.files:
+            buf = ([z[f"buf_z{i}"] for i in range(len(latent.blocks))], z["buf_s"])
+    return run, buf, meta["rho"], (meta["centre"], meta["tau"])

@@ -44,8 +44,25 @@ def _check(below, quantiles, budget):
     return below, quantiles
 
 
+def _fingerprint(sim, x, y, below, quantiles, budget, seed, method, estimator) -> str:
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for layer in sim.network.analog_layers:
+        h.update(np.ascontiguousarray(layer.weight).tobytes())
+    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(y).tobytes())
+    spec = sim.spec.to_dict()
+    h.update(json.dumps({"spec": spec, "below": below, "quantiles": quantiles, "budget": int(budget), "seed": int(seed),
+                         "method": method, "estimator": type(estimator).__name__,
+                         "p0": getattr(estimator, "p0", None)}, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
 def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: int = 20000, seed: int = 0,
-                  method: str = "auto", estimator=None, simulator: ChipSimulator | None = None) -> TailResult:
+                  method: str = "auto", estimator=None, simulator: ChipSimulator | None = None,
+                  checkpoint=None, progress=None, client=None) -> TailResult:
     """Estimate P(accuracy <= a) for each ``a`` in ``below`` and the accuracy at each tail
     probability in ``quantiles``, using at most ``budget`` chip evaluations.
 
@@ -66,8 +83,9 @@ def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: i
     if method == "mc":
         return _plain_mc(scorer, latent, below, counts_thr, quantiles, int(budget), seed, n, t0)
     est = estimator or SubsetSimulation()
+    fp = _fingerprint(sim, x, y, below, quantiles, budget, seed, method, est)
     run = est.run(scorer, latent, [k + 1.0 for k in counts_thr], min(quantiles) if quantiles else None,
-                  int(budget), seed)
+                  int(budget), seed, checkpoint=checkpoint, fingerprint=fp, progress=progress)
     estimates = []
     for a, k in zip(below, counts_thr):
         r = run.probability(k + 1.0)
@@ -80,7 +98,7 @@ def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: i
             "score_tau": scorer.tau}
     return TailResult(tuple(estimates), tuple(qs), run.evaluations, time.perf_counter() - t0,
                       est.name if len(run.levels) > 1 else "monte-carlo (subset simulation stopped at level 0)",
-                      int(seed), n, True, diag)
+                      int(seed), n, run.stopped != "interrupted", diag)
 
 
 def _estimate(a, k, r, run, n) -> TailEstimate:
@@ -94,8 +112,11 @@ def _estimate(a, k, r, run, n) -> TailEstimate:
     low_acc = [i for i, lv in enumerate(run.levels[1:r["level"] + 1], 1) if lv.acceptance < 0.05]
     if low_acc:
         reasons.append(f"Markov chains barely moved at level(s) {low_acc} (acceptance < 5 %)")
-    if run.stopped == "budget exhausted" and r["level"] == len(run.levels) - 1 and r["fraction"] < run.p0:
-        reasons.append("the budget ran out before the event was reached with p0 of the chips")
+    if run.stopped in ("budget exhausted", "interrupted") and r["level"] == len(run.levels) - 1 \
+            and r["fraction"] < run.p0:
+        reasons.append("the budget ran out before the event was reached with p0 of the chips"
+                       if run.stopped == "budget exhausted" else
+                       "the run was interrupted before the event was reached with p0 of the chips")
     if p > 0 and math.isfinite(d):
         s = math.sqrt(math.log1p(d * d))
         ci = (p * math.exp(-1.96 * s), p * math.exp(1.96 * s))
@@ -129,8 +150,8 @@ def _quantile(run, k, n) -> QuantileEstimate:
     reasons = []
     if r["n_in_event"] < MIN_EVENTS:
         reasons.append(f"only {r['n_in_event']} chips at or below the quantile")
-    if run.levels[-1].prob > k and run.stopped == "budget exhausted":
-        reasons.append("the budget ran out before reaching this probability")
+    if run.levels[-1].prob * run.p0 > k and run.stopped in ("budget exhausted", "interrupted"):
+        reasons.append("the run ended (budget or interruption) before reaching this probability")
     return QuantileEstimate(float(k), c / n, (lo_c / n, hi_c / n), not reasons, "; ".join(reasons) or None)
 
 

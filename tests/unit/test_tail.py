@@ -133,3 +133,33 @@ def test_cli_json_contract(tmp_path):
         assert len(e["ci95"]) == 2 and e["ci95"][0] <= e["probability"] <= e["ci95"][1]
     assert set(d["quantiles"][0]) >= {"k", "accuracy", "ci95", "reliable"}
     assert d["evaluations"] <= 3000
+
+
+def test_checkpoint_resume_after_interrupt_equals_uninterrupted(tmp_path, monkeypatch):
+    net, X, y, sigma, _ = _orthant_case()
+    kw = dict(below=[2 / 3], budget=6000, seed=3)
+    full = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", **kw)
+    from reliability.sampling import scoring
+
+    calls = {"n": 0}
+    real = scoring.ChipScorer.score
+
+    def flaky(self, z):
+        calls["n"] += 1
+        if calls["n"] == 25:          # in the middle of the third level's chains
+            raise KeyboardInterrupt
+        return real(self, z)
+
+    ck = tmp_path / "run.npz"
+    monkeypatch.setattr(scoring.ChipScorer, "score", flaky)
+    part = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", checkpoint=ck, **kw)
+    assert not part.complete and ck.exists()
+    assert not part.estimates[0].reliable and "interrupted" in part.estimates[0].reason
+    monkeypatch.setattr(scoring.ChipScorer, "score", real)
+    resumed = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", checkpoint=ck, **kw)
+    assert resumed.complete
+    assert resumed.estimates[0].probability == full.estimates[0].probability
+    assert resumed.evaluations == full.evaluations
+    # a checkpoint of another run is refused
+    with pytest.raises(ReliabilityError, match="another run"):
+        estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", checkpoint=ck, below=[1 / 3], budget=6000, seed=3)
