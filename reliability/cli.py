@@ -203,9 +203,20 @@ def cmd_tail(args) -> int:
         raise ReliabilityError(f"--json {args.json} exists; pass --force to overwrite it or choose another path.")
     net = load_model(args.model)
     X, y = load_evalset(args.data)
-    res = estimate_tail(net, X, y, args.variation, below=args.below or (), quantiles=args.quantile or (),
-                        budget=args.budget, seed=args.seed, method=args.method, checkpoint=args.checkpoint,
-                        progress=_progress("chip evaluations") if sys.stderr.isatty() else None)
+    client = None
+    if args.workers or args.scheduler:
+        from reliability.sampling.parallel import make_client
+
+        client = make_client(args.workers, args.scheduler)
+    try:
+        res = estimate_tail(net, X, y, args.variation, below=args.below or (), quantiles=args.quantile or (),
+                            budget=args.budget, seed=args.seed, method=args.method, checkpoint=args.checkpoint,
+                            progress=_progress("chip evaluations") if sys.stderr.isatty() else None, client=client)
+    finally:
+        if client is not None and not args.scheduler:
+            cluster = client.cluster
+            client.close()
+            cluster.close()
     if not res.complete:
         print("interrupted: the result below uses the completed levels only (wider intervals, flagged); "
               "run the same command with --checkpoint to resume", file=sys.stderr)
@@ -283,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--budget", type=int, default=20000, help="maximum chip evaluations (default 20000)")
     tl.add_argument("--seed", type=int, default=0)
     tl.add_argument("--method", default="auto", choices=["auto", "subset", "mc"])
+    tl.add_argument("--workers", type=int, help="start a local Dask cluster with this many worker processes")
+    tl.add_argument("--scheduler", help="join an existing Dask cluster at this address (tcp://host:port)")
     tl.add_argument("--checkpoint", help="checkpoint file (.npz): written after every level; an existing one "
                     "from the same run is resumed")
     tl.add_argument("--json", help="write the result as JSON")

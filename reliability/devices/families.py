@@ -52,6 +52,10 @@ class Family:
     default_shape: tuple[float, ...] = ()
     description: str = ""
 
+    def __reduce__(self):
+        # families are registry singletons: pickle (for worker processes) by name
+        return (get_family, (self.name,))
+
     def check_shape(self, shape: dict[str, float]) -> tuple[float, ...]:
         """Validate a shape-parameter dict and return the values in declared order."""
         unknown = set(shape) - set(self.shape_names)

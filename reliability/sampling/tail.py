@@ -79,6 +79,10 @@ def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: i
     sim = simulator or ChipSimulator(network, variation)
     latent = LatentChips(sim)
     scorer = ChipScorer(sim, latent, x, y)
+    if client is not None:
+        from reliability.sampling.parallel import DaskScorer
+
+        scorer = DaskScorer(scorer, client)
     counts_thr = [int(math.floor(a * n + 1e-9)) for a in below]
     if method == "mc":
         return _plain_mc(scorer, latent, below, counts_thr, quantiles, int(budget), seed, n, t0)
@@ -156,11 +160,11 @@ def _quantile(run, k, n) -> QuantileEstimate:
 
 
 def _plain_mc(scorer, latent, below, counts_thr, quantiles, budget, seed, n, t0) -> TailResult:
+    from reliability.sampling.subset import _score_indices
+
     counts = []
-    for s0 in range(0, budget, 256):
-        idx = range(s0, min(budget, s0 + 256))
-        z = latent.stack([latent.draw_chip(seed, i) for i in idx])
-        c, _ = scorer.counts_and_margins(z)
+    for s0 in range(0, budget, 2048):
+        c, _ = _score_indices(scorer, latent, seed, range(s0, min(budget, s0 + 2048)))
         counts.append(c)
     counts = np.concatenate(counts)
     N = counts.size

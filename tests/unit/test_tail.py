@@ -163,3 +163,25 @@ def test_checkpoint_resume_after_interrupt_equals_uninterrupted(tmp_path, monkey
     # a checkpoint of another run is refused
     with pytest.raises(ReliabilityError, match="another run"):
         estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", checkpoint=ck, below=[1 / 3], budget=6000, seed=3)
+
+
+def test_dask_local_cluster_gives_the_serial_result():
+    pytest.importorskip("distributed")
+    from reliability.sampling.parallel import make_client
+
+    net, X, y, sigma, _ = _orthant_case()
+    kw = dict(below=[2 / 3], budget=3000, seed=5)
+    serial = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", **kw)
+    client = make_client(workers=2)
+    try:
+        dist = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", client=client, **kw)
+        mc_s = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method="mc", below=[2 / 3], budget=2000, seed=1)
+        mc_d = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method="mc", below=[2 / 3], budget=2000, seed=1,
+                             client=client)
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()
+    assert dist.estimates[0].probability == serial.estimates[0].probability
+    assert dist.evaluations == serial.evaluations
+    assert mc_d.estimates[0].probability == mc_s.estimates[0].probability
