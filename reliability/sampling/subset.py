@@ -77,9 +77,10 @@ class SubsetRun:
         q = float(np.mean(lv.scores < c))
         cov2 = []
         for i in range(j):
+            Ni = self.levels[i].scores.size
             p = float(np.mean(self.levels[i].scores < self.levels[i + 1].threshold))
-            p = min(max(p, 1.0 / N), 1.0)
-            cov2.append((1 - p) / (N * p) * (1 + self.gamma(i, self.levels[i + 1].threshold)))
+            p = min(max(p, 1.0 / Ni), 1.0)
+            cov2.append((1 - p) / (Ni * p) * (1 + self.gamma(i, self.levels[i + 1].threshold)))
         gam = self.gamma(j, c)
         if q > 0:
             cov2.append((1 - q) / (N * q) * (1 + gam))
