@@ -293,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--quantile", type=float, action="append", help="tail probability k (repeatable)")
     tl.add_argument("--budget", type=int, default=20000, help="maximum chip evaluations (default 20000)")
     tl.add_argument("--seed", type=int, default=0)
-    tl.add_argument("--method", default="auto", choices=["auto", "subset", "mc"])
+    tl.add_argument("--method", default="auto", choices=["auto", "subset", "mc", "is"],
+                    help="auto/subset: subset simulation; mc: plain Monte Carlo; is: mean-shift importance sampling")
     tl.add_argument("--workers", type=int, help="start a local Dask cluster with this many worker processes")
     tl.add_argument("--scheduler", help="join an existing Dask cluster at this address (tcp://host:port)")
     tl.add_argument("--checkpoint", help="checkpoint file (.npz): written after every level; an existing one "

@@ -23,7 +23,7 @@ from reliability.sampling.subset import SubsetSimulation
 
 __all__ = ["estimate_tail", "METHODS"]
 
-METHODS = ("auto", "subset", "mc")
+METHODS = ("auto", "subset", "mc", "is")
 MIN_EVENTS = 10
 MAX_COV = 1.0
 
@@ -86,6 +86,8 @@ def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: i
     counts_thr = [int(math.floor(a * n + 1e-9)) for a in below]
     if method == "mc":
         return _plain_mc(scorer, latent, below, counts_thr, quantiles, int(budget), seed, n, t0)
+    if method == "is":
+        return _importance(scorer, latent, below, counts_thr, quantiles, int(budget), seed, n, t0, estimator)
     est = estimator or SubsetSimulation()
     fp = _fingerprint(sim, x, y, below, quantiles, budget, seed, method, est)
     run = est.run(scorer, latent, [k + 1.0 for k in counts_thr], min(quantiles) if quantiles else None,
@@ -188,3 +190,29 @@ def _plain_mc(scorer, latent, below, counts_thr, quantiles, budget, seed, n, t0)
                                    None if ok else f"k x N = {kq * N:.1f} < {MIN_EVENTS} chips below the quantile"))
     return TailResult(tuple(est), tuple(qs), N, time.perf_counter() - t0, "monte-carlo", int(seed), n, True,
                       {"latent_dim": latent.dim})
+
+
+def _importance(scorer, latent, below, counts_thr, quantiles, budget, seed, n, t0, estimator) -> TailResult:
+    from reliability.sampling.importance import MeanShiftImportanceSampling
+
+    if quantiles:
+        raise ReliabilityError("method 'is' estimates --below thresholds only; use the default method for quantiles.")
+    est = estimator or MeanShiftImportanceSampling()
+    out = est.run(scorer, latent, counts_thr, budget, seed)
+    estimates = []
+    for a, k in zip(below, counts_thr):
+        p, se, ess, khat, m = est.estimate(out["logw"], out["counts"], k)
+        reasons = []
+        if m < MIN_EVENTS:
+            reasons.append(f"only {m} weighted chips in the event (< {MIN_EVENTS})")
+        if math.isfinite(khat) and khat > 0.7:
+            reasons.append(f"Pareto k-hat {khat:.2f} > 0.7: weights too heavy-tailed for a trustworthy variance")
+        if ess < 30:
+            reasons.append(f"effective sample size {ess:.0f} < 30")
+        lo, hi = max(p - 1.96 * se, 0.0), p + 1.96 * se
+        estimates.append(TailEstimate(a, p, se, (lo, hi), est.name, int(out["evaluations"]), ess, not reasons,
+                                      "; ".join(reasons) or None, int(k), None if not math.isfinite(khat) else khat))
+    return TailResult(tuple(estimates), (), int(out["evaluations"]), time.perf_counter() - t0, est.name, int(seed), n,
+                      True, {"latent_dim": latent.dim, "design_point_norm": out["mu_norm"],
+                             "temperature": out["temperature"]})
+
