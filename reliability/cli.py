@@ -36,6 +36,14 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _refuse_overwrite(path, option: str, force: bool) -> Path:
+    """Nothing is overwritten unless the user said so."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise ReliabilityError(f"{option} {path} exists; pass --force to overwrite it or choose another path.")
+    return path
+
+
 def _read_data(args):
     from reliability.data import from_wide, read_measurements
 
@@ -57,9 +65,7 @@ def _print_fit(res) -> None:
 def cmd_fit(args) -> int:
     from reliability.fit import fit_device
 
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise ReliabilityError(f"--out {out} exists; pass --force to overwrite it or choose another path.")
+    out = _refuse_overwrite(args.out, "--out", args.force)
     table = _read_data(args)
     if table.n_dropped:
         print(f"dropped {table.n_dropped} invalid rows: {table.drop_reasons}", file=sys.stderr)
@@ -100,9 +106,7 @@ def cmd_device_presets(args) -> int:
 def cmd_device_sample(args) -> int:
     from reliability.devices import load_device
 
-    out = Path(args.npy)
-    if out.exists() and not args.force:
-        raise ReliabilityError(f"--npy {out} exists; pass --force to overwrite it or choose another path.")
+    out = _refuse_overwrite(args.npy, "--npy", args.force)
     if args.n < 1:
         raise ReliabilityError(f"-n must be a positive number of samples; got {args.n}.")
     m = load_device(args.device)
@@ -174,9 +178,7 @@ def cmd_simulate(args) -> int:
     from reliability.cim.simulate import ChipSimulator
     from reliability.data.evalset import load_evalset
 
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise ReliabilityError(f"--out {out} exists; pass --force to overwrite it or choose another path.")
+    out = _refuse_overwrite(args.out, "--out", args.force)
     if args.chips < 1:
         raise ReliabilityError(f"--chips must be a positive integer; got {args.chips}.")
     net = load_model(args.model)
@@ -199,8 +201,8 @@ def cmd_tail(args) -> int:
     from reliability.data.evalset import load_evalset
     from reliability.sampling import estimate_tail
 
-    if args.json and Path(args.json).exists() and not args.force:
-        raise ReliabilityError(f"--json {args.json} exists; pass --force to overwrite it or choose another path.")
+    if args.json:
+        _refuse_overwrite(args.json, "--json", args.force)
     net = load_model(args.model)
     X, y = load_evalset(args.data)
     client = None

@@ -17,13 +17,13 @@ JSON document (``SCHEMA``/``SCHEMA_VERSION``); no pickle.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reliability._json import jsonable
 from reliability.devices.components import (
     ChipGain, Drift, EmpiricalVariation, ProgrammingVariation, ReadNoise, StuckAt, programming_from_dict,
 )
@@ -195,7 +195,7 @@ class DeviceModel:
             "chip_gain": None if self.chip_gain is None else self.chip_gain.to_dict(),
         }
         if self.metadata:
-            d["metadata"] = _jsonable(self.metadata)
+            d["metadata"] = jsonable(self.metadata)
         return d
 
     @classmethod
@@ -253,19 +253,3 @@ class DeviceModel:
             raise ModelSpecError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}.") from None
         return cls.from_dict(d)
 
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    return obj

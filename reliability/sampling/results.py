@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import polars as pl
+
+from reliability._json import jsonable
 
 __all__ = ["TailEstimate", "QuantileEstimate", "TailResult"]
 
@@ -66,24 +67,9 @@ class TailResult:
         return {"estimates": [e.to_dict() for e in self.estimates], "quantiles": [q.to_dict() for q in self.quantiles],
                 "evaluations": int(self.evaluations), "seconds": float(self.seconds), "method": self.method,
                 "seed": self.seed, "n_samples": self.n_samples, "complete": self.complete,
-                "diagnostics": _plain(self.diagnostics)}
+                "diagnostics": jsonable(self.diagnostics)}
 
     def to_polars(self) -> pl.DataFrame:
         return pl.DataFrame([{**{k: v for k, v in e.to_dict().items() if k != "ci95"},
                               "ci95_low": e.ci95[0], "ci95_high": e.ci95[1]} for e in self.estimates])
 
-
-def _plain(o):
-    if isinstance(o, dict):
-        return {str(k): _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_plain(v) for v in o]
-    if isinstance(o, np.ndarray):
-        return _plain(o.tolist())
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, float) and not np.isfinite(o):
-        return None
-    return o
