@@ -209,7 +209,7 @@ def _importance(scorer, latent, below, counts_thr, quantiles, budget, seed, n, t
             reasons.append(f"Pareto k-hat {khat:.2f} > 0.7: weights too heavy-tailed for a trustworthy variance")
         if ess < 30:
             reasons.append(f"effective sample size {ess:.0f} < 30")
-        lo, hi = max(p - 1.96 * se, 0.0), p + 1.96 * se
+        lo, hi = max(p - 1.96 * se, 0.0), min(p + 1.96 * se, 1.0)
         estimates.append(TailEstimate(a, p, se, (lo, hi), est.name, int(out["evaluations"]), ess, not reasons,
                                       "; ".join(reasons) or None, int(k), None if not math.isfinite(khat) else khat))
     return TailResult(tuple(estimates), (), int(out["evaluations"]), time.perf_counter() - t0, est.name, int(seed), n,
