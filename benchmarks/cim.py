@@ -50,9 +50,15 @@ def run(chips: int = 64, repeats: int = 5) -> list[dict]:
     y = rng.integers(0, 10, 1000)
     # distinct weight matrices per chip, as the simulator has
     Ws = [rng.standard_normal((8,) + layer.weight.shape, dtype=np.float32) for layer in net.analog_layers]
+    from reliability.cim.spec import MappingSpec
+
     for name, label, var in (("cim-mlp-wgauss", "mlp 784-256-10, weight-gaussian 0.1", "weight-gaussian:sigma=0.1"),
-                             ("cim-mlp-pcm", "mlp 784-256-10, PCM preset, t = 1 day, differential pairs", "pcm")):
-        spec = parse_variation(var).with_(time_s=86400.0 if var == "pcm" else 0.0)
+                             ("cim-mlp-pcm", "mlp 784-256-10, PCM preset, t = 1 day, differential pairs", "pcm"),
+                             ("cim-mlp-pcm-offset", "mlp 784-256-10, PCM preset, t = 1 day, offset mapping (1 device)",
+                              "pcm-offset")):
+        spec = parse_variation(var.replace("-offset", "")).with_(time_s=86400.0 if var.startswith("pcm") else 0.0)
+        if var == "pcm-offset":
+            spec = spec.with_(mapping=MappingSpec(scheme="offset"))
         sim = ChipSimulator(net, spec)
         sim.evaluate(X, y, 8, seed=0)  # warm-up (numba compile, caches)
         t_sim, t_bare = np.inf, np.inf
