@@ -56,3 +56,29 @@ def digits_evalset(n_train: int = 1200) -> tuple[np.ndarray, np.ndarray, np.ndar
     X = (d.data / 16.0).astype(np.float32)
     y = d.target.astype(np.int64)
     return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def fashion_mnist(split: str = "test", directory: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST (MIT) from Debian's ``dataset-fashion-mnist`` package: ``X`` (n, 1, 28, 28)
+    float32 scaled to [0, 1], ``y`` int64.  ``split``: "train" (60,000) or "test" (10,000)."""
+    import gzip
+
+    d = Path(directory or FASHION_MNIST_DIR)
+    if split not in ("train", "test"):
+        raise DataValidationError(f"split must be 'train' or 'test'; got {split!r}.")
+    prefix = "train" if split == "train" else "t10k"
+    img, lab = d / f"{prefix}-images-idx3-ubyte.gz", d / f"{prefix}-labels-idx1-ubyte.gz"
+    if not img.exists() or not lab.exists():
+        raise DataValidationError(f"Fashion-MNIST not found in {d}; install it with "
+                                  "`apt-get install dataset-fashion-mnist` or pass directory=.")
+    with gzip.open(img, "rb") as f:
+        raw = np.frombuffer(f.read(), dtype=np.uint8, offset=16)
+    with gzip.open(lab, "rb") as f:
+        y = np.frombuffer(f.read(), dtype=np.uint8, offset=8).astype(np.int64)
+    X = (raw.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
+    if X.shape[0] != y.shape[0]:
+        raise DataValidationError(f"{img} and {lab} disagree on the number of samples.")
+    return X, y

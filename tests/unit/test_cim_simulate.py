@@ -177,3 +177,16 @@ def test_mlp_benchmark_network_runs_with_pcm_and_writes_parquet(tmp_path):
     assert df.columns[:3] == ["chip", "accuracy", "loss"] and df.height == 5
     assert main(["simulate", "--model", str(model), "--data", str(data), "--variation", "pcm",
                  "--chips", "5", "--out", str(out)]) == 2  # exists, no --force
+
+
+def test_fashion_mnist_loader():
+    from reliability.data.evalset import FASHION_MNIST_DIR, fashion_mnist
+    from reliability.errors import DataValidationError
+
+    if not Path(FASHION_MNIST_DIR).exists():
+        with pytest.raises(DataValidationError, match="apt-get install dataset-fashion-mnist"):
+            fashion_mnist("test")
+        return
+    X, y = fashion_mnist("test")
+    assert X.shape == (10000, 1, 28, 28) and y.shape == (10000,)
+    assert X.dtype == np.float32 and 0.0 <= X.min() and X.max() <= 1.0 and set(np.unique(y)) == set(range(10))
