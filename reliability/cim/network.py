@@ -254,6 +254,8 @@ class _Unary(_Op):
     def backward(self, saved, gy, need, rt):
         t = self.op_type
         if t == "Relu":
+            if np.isfinite(gy).all():  # gy * mask == where(mask, gy, 0) here, and much faster
+                return [np.multiply(gy, saved > 0)]
             return [np.where(saved > 0, gy, 0)]
         if t == "LeakyRelu":
             return [np.where(saved >= 0, gy, gy * gy.dtype.type(self.alpha))]
@@ -562,8 +564,12 @@ class _Window:
     def pad(self, x4, geo, value):
         (_, _), (pt, pl, pb, pr), (eh, ew) = geo
         if pt or pl or pb or pr or eh or ew:
-            return np.pad(x4, ((0, 0), (0, 0), (0, 0), (pt, pb + eh), (pl, pr + ew)),
-                          constant_values=value)
+            H, W = x4.shape[-2:]
+            shape = x4.shape[:-2] + (H + pt + pb + eh, W + pl + pr + ew)
+            xp = _alloc(shape, _axis_order(x4), x4.dtype)  # keeps the memory layout of x4
+            xp.fill(value)
+            xp[..., pt:pt + H, pl:pl + W] = x4
+            return xp
         return x4
 
     def windows(self, xp, geo):
@@ -573,6 +579,14 @@ class _Window:
         v = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(-2, -1))
         return v[..., :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw, ::dh, ::dw]
 
+    def windows_nhwc(self, xp, geo):
+        """Channels-last (s, B, Hp, Wp, C) -> view (s, B, Ho, Wo, kh, kw, C)."""
+        (oh, ow), _, _ = geo
+        (kh, kw), (sh, sw), (dh, dw) = self.k2, self.s2, self.d2
+        v = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+        v = v[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw, :, ::dh, ::dw]
+        return v.transpose(0, 1, 2, 3, 5, 6, 4)
+
     def offsets(self, geo):
         """(i, j, rows slice, cols slice) of every kernel position, for loops over the kernel."""
         (oh, ow), _, _ = geo
@@ -581,17 +595,44 @@ class _Window:
                  slice(j * dw, j * dw + (ow - 1) * sw + 1, sw))
                 for i in range(kh) for j in range(kw)]
 
-    def col2im(self, dwin, padded_shape, geo):
-        """Adjoint of :meth:`windows`: dwin (S, B, C, kh, kw, Ho, Wo) -> (S, B, C, Hp, Wp)."""
-        dxp = np.zeros(padded_shape, dtype=dwin.dtype)
-        for i, j, rs, cs in self.offsets(geo):
-            dxp[..., rs, cs] += dwin[:, :, :, i, j]
-        return dxp
-
     @staticmethod
     def crop(dxp, geo, H, W):
         _, (pt, pl, _, _), _ = geo
         return dxp[..., pt:pt + H, pl:pl + W]
+
+
+def _axis_order(a):
+    """The axes of ``a`` from the outermost to the innermost in memory (size-1 axes first)."""
+    return tuple(sorted(range(a.ndim), key=lambda i: (a.shape[i] > 1, -abs(a.strides[i]))))
+
+
+def _alloc(shape, order, dtype, zero=False):
+    """An array of ``shape`` whose axes lie in memory in ``order`` (outermost first)."""
+    base = (np.zeros if zero else np.empty)(tuple(shape[i] for i in order), dtype=dtype)
+    return base.transpose(np.argsort(order))
+
+
+def _relayout(a, order):
+    """A copy of ``a`` laid out in memory in ``order``."""
+    out = _alloc(a.shape, order, a.dtype)
+    np.copyto(out, a)
+    return out
+
+
+#: Bytes of im2col columns built at a time by the convolution (cache-sized blocks of samples).
+_COL_BYTES = 4 << 20
+
+
+def _pad_nhwc(x4, geo):
+    """(s, B, C, H, W), any strides -> zero-padded channels-last (s, B, Hp, Wp, C), contiguous."""
+    _, (pt, pl, pb, pr), (eh, ew) = geo
+    s, B, C, H, W = x4.shape
+    xt = x4.transpose(0, 1, 3, 4, 2)
+    if not (pt or pl or pb or pr or eh or ew):
+        return np.ascontiguousarray(xt)
+    xp = np.zeros((s, B, H + pt + pb + eh, W + pl + pr + ew, C), dtype=x4.dtype)
+    xp[:, :, pt:pt + H, pl:pl + W] = xt
+    return xp
 
 
 class _Pool(_Op):
@@ -613,48 +654,98 @@ class _Pool(_Op):
         x4 = self.win.to4(xs[0])
         H, W = x4.shape[-2:]
         geo = self.win.geometry(H, W)
-        kh, kw = self.win.k2
-        # a loop over the kernel positions, each a vectorised op over (S, B, C, Ho, Wo): much
-        # faster than reducing the small trailing axes of a sliding-window view
+        # loops over the kernel positions, each a vectorised op over (S, B, C, Ho, Wo): much
+        # faster than reducing the small trailing axes of a sliding-window view.  The output (and
+        # the gradient in backward) keep the input's memory layout (channels-last after a conv).
         offs = self.win.offsets(geo)
+        order = _axis_order(x4)
         if self.op_type == "MaxPool":
             xp = self.win.pad(x4, geo, -np.inf)
-            keep = rt is not None and rt.keep
-            _, _, rs, cs = offs[0]
-            y = xp[..., rs, cs].copy()
-            arg = np.zeros(y.shape, dtype=np.int32) if keep else None
-            for k, (_, _, rs, cs) in enumerate(offs[1:], start=1):
-                sl = xp[..., rs, cs]
-                if keep:
-                    better = sl > y  # strict: the first maximum wins, like argmax
-                    np.copyto(y, sl, where=better)
-                    arg[better] = k
-                else:
-                    np.maximum(y, sl, out=y)
-            saved = (arg, xp.shape, geo, H, W) if keep else None
+            y = self._separable_max(xp, geo, order)
+            if rt is not None and rt.keep:
+                saved = (self._first_argmax(xp, y, offs, order), xp.shape, geo, H, W, order)
+            else:
+                saved = None
         else:
             xp = self.win.pad(x4, geo, 0)
-            _, _, rs, cs = offs[0]
-            y = xp[..., rs, cs].copy()
-            for _, _, rs, cs in offs[1:]:
-                y += xp[..., rs, cs]
+            sls = [xp[..., rs, cs] for _, _, rs, cs in offs]
+            y = _alloc(sls[0].shape, order, x4.dtype)
+            np.copyto(y, sls[0])
+            for sl in sls[1:]:
+                y += sl
             cnt = self._counts(H, W, geo, x4.dtype)
             y /= cnt
-            saved = (cnt, xp.shape, geo, H, W)
+            saved = (cnt, xp.shape, geo, H, W, order)
         return [self.win.from4(y)], saved
+
+    def _separable_max(self, xp, geo, order):
+        """Max over each window as a max over its rows, then over its columns (the same values as
+        the max over all kernel positions, in fewer and more contiguous passes)."""
+        (oh, ow), _, _ = geo
+        (kh, kw), (sh, sw), (dh, dw) = self.win.k2, self.win.s2, self.win.d2
+        rows = [xp[..., i * dh:i * dh + (oh - 1) * sh + 1:sh, :] for i in range(kh)]
+        t = rows[0] if kh == 1 else np.maximum(rows[0], rows[1])
+        for r in rows[2:]:
+            np.maximum(t, r, out=t)
+        cols = [t[..., j * dw:j * dw + (ow - 1) * sw + 1:sw] for j in range(kw)]
+        y = _alloc(cols[0].shape, order, xp.dtype)
+        if kw == 1:
+            np.copyto(y, cols[0])
+        else:
+            np.maximum(cols[0], cols[1], out=y)
+        for c in cols[2:]:
+            np.maximum(y, c, out=y)
+        return y
+
+    @staticmethod
+    def _first_argmax(xp, y, offs, order):
+        """Index (into ``offs``) of the first kernel position holding each window's maximum ``y``,
+        like argmax; bool/int arithmetic only (masked numpy copies are slow).  A window whose
+        maximum is NaN gets 0."""
+        dt = np.int8 if len(offs) <= 127 else np.int32
+        arg = _alloc(y.shape, order, dt, zero=True)
+        found = _alloc(y.shape, order, bool)
+        hit = _alloc(y.shape, order, bool)
+        tmp = _alloc(y.shape, order, dt)
+        _, _, rs, cs = offs[0]
+        np.equal(xp[..., rs, cs], y, out=found)
+        for k, (_, _, rs, cs) in enumerate(offs[1:], start=1):
+            np.equal(xp[..., rs, cs], y, out=hit)
+            np.greater(hit, found, out=hit)          # a maximum here and at no earlier position
+            np.logical_or(found, hit, out=found)
+            np.multiply(hit, dt(k), out=tmp)
+            arg += tmp
+        return arg
+
+    def _disjoint(self):
+        """Whether no two windows overlap (every input position is in at most one window)."""
+        return all(s >= (k - 1) * d + 1 for s, k, d in zip(self.win.s2, self.win.k2, self.win.d2))
 
     def backward(self, saved, gy, need, rt):
         g4 = self.win.to4(gy)
         if self.op_type == "MaxPool":
-            arg, pshape, geo, H, W = saved
+            arg, pshape, geo, H, W, order = saved
             S = max(g4.shape[0], arg.shape[0])
-            dxp = np.zeros((S,) + tuple(pshape[1:]), dtype=g4.dtype)
+            dxp = _alloc((S,) + tuple(pshape[1:]), order, g4.dtype, zero=True)
+            if _axis_order(g4) != _axis_order(arg):  # one pass to the layout of arg and dxp
+                g4 = _relayout(g4, order)
+            hit = np.empty_like(arg, dtype=bool)
+            # g * hit is g where hit, else 0, for finite g (masked copies are slow)
+            finite = bool(np.isfinite(g4).all())
+            disjoint = self._disjoint()
             for k, (_, _, rs, cs) in enumerate(self.win.offsets(geo)):
-                dxp[..., rs, cs] += np.where(arg == k, g4, 0)
+                np.equal(arg, k, out=hit)
+                dst = dxp[..., rs, cs]
+                if not finite:
+                    dst += np.where(hit, g4, 0)
+                elif disjoint:  # each position is written by one window at most
+                    np.multiply(g4, hit, out=dst)
+                else:
+                    dst += g4 * hit
         else:
-            cnt, pshape, geo, H, W = saved
+            cnt, pshape, geo, H, W, order = saved
             d = g4 / cnt
-            dxp = np.zeros((g4.shape[0],) + tuple(pshape[1:]), dtype=g4.dtype)
+            dxp = _alloc((g4.shape[0],) + tuple(pshape[1:]), order, g4.dtype, zero=True)
             for _, _, rs, cs in self.win.offsets(geo):
                 dxp[..., rs, cs] += d
         return [self.win.from4(self.win.crop(dxp, geo, H, W))]
@@ -711,7 +802,17 @@ class _AnalogDense(_Op):
 
 
 class _AnalogConv(_Op):
-    """Convolution through im2col; group ``g`` is analog layer ``first + g``."""
+    """Convolution through im2col; group ``g`` is analog layer ``first + g``.
+
+    The input is copied once into a zero-padded channels-last array ``(s, B, Hp, Wp, C)``.
+    Without a ``matmul`` hook the columns are built from its windows in ``(kh, kw, C)`` order
+    (contiguous runs of ``kw*C``), a block of samples at a time (a few MB, cache-resident)
+    right before their product with the weight rows permuted to that order, so the full
+    ``(S, B*Ho*Wo, K)`` column matrix is never materialised.  With a hook, the hook receives the
+    full columns in the weight's own ``(C, kh, kw)`` row order, as documented.  The backward pass
+    rebuilds the columns block by block from the saved padded input (whichever path ran forward;
+    the hook is differentiated as ``X @ W``) and returns ``dW`` in the original row order.
+    """
 
     op_type = "Conv"
 
@@ -721,50 +822,195 @@ class _AnalogConv(_Op):
         self.cg, self.out_channels = c_per_group, out_channels
         self.win = window
 
+    # ---- helpers ----
+
+    def _to_hwc(self, W):
+        """Weight rows (C, kh, kw) -> (kh, kw, C) order: (..., K, N) -> (..., K, N), contiguous."""
+        kh, kw = self.win.k2
+        lead, n = W.shape[:-2], W.shape[-1]
+        w = W.reshape(lead + (self.cg, kh, kw, n))
+        return np.ascontiguousarray(np.moveaxis(w, -4, -2)).reshape(lead + (-1, n))
+
+    def _from_hwc(self, dW):
+        """Inverse of :meth:`_to_hwc`."""
+        kh, kw = self.win.k2
+        lead, n = dW.shape[:-2], dW.shape[-1]
+        d = dW.reshape(lead + (kh, kw, self.cg, n))
+        return np.ascontiguousarray(np.moveaxis(d, -2, -4)).reshape(lead + (-1, n))
+
+    def _block(self, oh, ow, itemsize):
+        """Samples per im2col block (about _COL_BYTES of columns, at least one sample)."""
+        kh, kw = self.win.k2
+        return max(1, _COL_BYTES // max(1, oh * ow * kh * kw * self.cg * itemsize))
+
+    # ---- forward ----
+
     def forward(self, xs, rt):
         x4 = self.win.to4(xs[0])
-        s, B, C, H, W = x4.shape
+        C, H, W = x4.shape[2:]
         if C != self.cg * self.group:
             raise ModelSpecError(
                 f"Conv node {self.name!r}: the input has {C} channels (shape {xs[0].shape[1:]}) but "
                 f"the weight expects {self.cg * self.group} ({self.group} group(s) of {self.cg})")
         geo = self.win.geometry(H, W)
-        (oh, ow) = geo[0]
-        xp = self.win.pad(x4, geo, 0)
-        v = self.win.windows(xp, geo)  # (s, B, C, Ho, Wo, kh, kw)
-        og = self.out_channels // self.group
-        outs, cols = [], []
-        for g in range(self.group):
-            vg = v[:, :, g * self.cg:(g + 1) * self.cg] if self.group > 1 else v
-            Xg = vg.transpose(0, 1, 3, 4, 2, 5, 6).reshape(s, B * oh * ow, -1)
-            Y = rt.product(self.first + g, Xg)
-            outs.append(rt.add_bias(self.first + g, Y))
-            cols.append(Xg)
-        Y = outs[0] if self.group == 1 else np.concatenate(
-            [np.broadcast_to(o, (max(o.shape[0] for o in outs),) + o.shape[1:]) for o in outs], axis=-1)
-        y = Y.reshape(Y.shape[0], B, oh, ow, self.out_channels).transpose(0, 1, 4, 2, 3)
+        xp = _pad_nhwc(x4, geo)
+        v = self.win.windows_nhwc(xp, geo)  # (s, B, Ho, Wo, kh, kw, C) view
         ws = [rt.weights[self.first + g] for g in range(self.group)]
-        return [self.win.from4(y)], (cols, ws, xp.shape, geo, H, W, og)
+        if rt.matmul is not None:
+            y = self._forward_hook(v, rt)
+        else:
+            y = self._forward_direct(v, ws, rt)
+        return [self.win.from4(y)], (xp, ws, geo, H, W)
+
+    def _forward_hook(self, v, rt):
+        B, oh, ow = v.shape[1:4]
+        cg, G = self.cg, self.group
+        outs = []
+        for g in range(G):
+            vg = v[..., g * cg:(g + 1) * cg] if G > 1 else v
+            Y = rt.product(self.first + g, self._columns(vg))
+            outs.append(rt.add_bias(self.first + g, Y))
+        Y = outs[0] if G == 1 else np.concatenate(
+            [np.broadcast_to(o, (max(o.shape[0] for o in outs),) + o.shape[1:]) for o in outs], axis=-1)
+        return Y.reshape(Y.shape[0], B, oh, ow, self.out_channels).transpose(0, 1, 4, 2, 3)
+
+    def _columns(self, vg):
+        """The full im2col matrix (s, B*Ho*Wo, cg*kh*kw) in the weight's row order (C, kh, kw),
+        for a hook: built in blocks of samples, each copied from the channels-last windows and
+        then transposed within its rows (faster than one strided gather)."""
+        s, B, oh, ow, kh, kw, cg = vg.shape
+        L = oh * ow
+        X = np.empty((s, B * L, cg * kh * kw), dtype=vg.dtype)
+        if cg == 1:  # (kh, kw, 1) is (1, kh, kw)
+            np.copyto(X.reshape(vg.shape), vg)
+            return X
+        nb = self._block(oh, ow, vg.dtype.itemsize)
+        buf = np.empty((min(nb, B), oh, ow, kh, kw, cg), dtype=vg.dtype)
+        for si in range(s):
+            for a in range(0, B, nb):
+                n = min(nb, B - a)
+                np.copyto(buf[:n], vg[si, a:a + n])
+                np.copyto(X[si, a * L:(a + n) * L].reshape(n * L, cg, kh * kw),
+                          buf[:n].reshape(n * L, kh * kw, cg).transpose(0, 2, 1))
+        return X
+
+    def _forward_direct(self, v, ws, rt):
+        s, B, oh, ow, kh, kw, _ = v.shape
+        cg, G, O = self.cg, self.group, self.out_channels
+        og = O // G
+        L = oh * ow
+        dtype = v.dtype
+        S = max([s] + [w.shape[0] for w in ws if w.ndim == 3])
+        shared = s == 1 and S > 1  # one set of columns for every chip: a single wide product
+        Y = np.empty((B * L, S, O) if shared else (S, B * L, O), dtype=dtype)
+        nb = self._block(oh, ow, dtype.itemsize)
+        buf = np.empty((min(nb, B), oh, ow, kh, kw, cg), dtype=dtype)
+        for g in range(G):
+            vg = v[..., g * cg:(g + 1) * cg] if G > 1 else v
+            Wk = self._to_hwc(ws[g])
+            if shared:  # (K', S*og), chip-major columns
+                Wk = np.broadcast_to(Wk, (S,) + Wk.shape[-2:]).transpose(1, 0, 2).reshape(Wk.shape[-2], -1)
+            b_g = rt.biases[self.first + g]
+            if b_g is not None:  # tiled over a row of pixels (and chips): long contiguous adds
+                b_g = np.tile(b_g, ow * (S if shared else 1))
+            for si in range(s):
+                w = Wk if (shared or Wk.ndim == 2) else Wk[si]
+                for a in range(0, B, nb):
+                    n = min(nb, B - a)
+                    cols = buf[:n]
+                    np.copyto(cols, vg[si, a:a + n])
+                    cols = cols.reshape(n * L, -1)
+                    r = slice(a * L, (a + n) * L)
+                    if G == 1:
+                        t = Y[r].reshape(n * L, S * O) if shared else Y[si, r]
+                        np.matmul(cols, w, out=t)
+                    else:
+                        t = cols @ w
+                    if b_g is not None:
+                        t.reshape(n * oh, -1)[...] += b_g
+                    if G > 1 and shared:
+                        Y[r, :, g * og:(g + 1) * og] = t.reshape(n * L, S, og)
+                    elif G > 1:
+                        Y[si, r, g * og:(g + 1) * og] = t
+        if shared:  # memory (B, Ho, Wo, S, O)
+            return Y.reshape(B, oh, ow, S, O).transpose(3, 0, 4, 1, 2)
+        return Y.reshape(S, B, oh, ow, O).transpose(0, 1, 4, 2, 3)
+
+    # ---- backward ----
 
     def backward(self, saved, gy, need, rt):
-        cols, ws, pshape, geo, H, W, og = saved
+        xp, ws, geo, H, W = saved
         g4 = self.win.to4(gy)
-        S, B, O, oh, ow = g4.shape
-        dY = g4.transpose(0, 1, 3, 4, 2).reshape(S, B * oh * ow, O)
+        Sd, B, O, oh, ow = g4.shape
+        s = xp.shape[0]
         kh, kw = self.win.k2
-        dwins = []
-        for g in range(self.group):
-            dYg = dY[..., g * og:(g + 1) * og] if self.group > 1 else dY
-            rt.dW[self.first + g] = _weight_grad(cols[g], dYg)
-            if need[0]:
-                dcol = _input_grad(dYg, ws[g])  # (S, B*L, cg*kh*kw)
-                dwins.append(np.ascontiguousarray(  # contiguous (Ho, Wo) blocks for col2im
-                    dcol.reshape(S, B, oh, ow, self.cg, kh, kw).transpose(0, 1, 4, 5, 6, 2, 3)))
+        cg, G = self.cg, self.group
+        og = O // G
+        L = oh * ow
+        dtype = g4.dtype
+        S = max([Sd, s] + [w.shape[0] for w in ws if w.ndim == 3])
+        shared = s == 1 and S > 1
+        v = self.win.windows_nhwc(xp, geo)                  # (s, B, Ho, Wo, kh, kw, C)
+        dYv = g4.transpose(0, 1, 3, 4, 2)                   # (Sd, B, Ho, Wo, O)
+        if Sd != S:
+            dYv = np.broadcast_to(dYv, (S,) + dYv.shape[1:])
+        dxp = np.zeros((S,) + xp.shape[1:], dtype=dtype) if need[0] else None
+        offs = self.win.offsets(geo)
+        nb = self._block(oh, ow, dtype.itemsize)
+        buf = np.empty((min(nb, B), oh, ow, kh, kw, cg), dtype=dtype)
+
+        def col2im(dst, dYc, wb, n, gc):
+            # dst (n, Hp, Wp, C) view of dxp += the adjoint of the windows of dYc @ W^T; the
+            # product is laid out (kh, kw, rows, cg) so that each kernel position's block is
+            # contiguous (long contiguous runs in the scatter-add below)
+            if cg == 1:
+                d = wb[:, :, 0] @ dYc.T                          # (kh*kw, rows): one GEMM
+            else:
+                d = np.matmul(dYc, wb)                           # (kh*kw, rows, cg)
+            d = d.reshape(kh, kw, n, oh, ow, cg)
+            for i, j, rs, cs in offs:
+                dst[:, rs, cs, gc] += d[i, j]
+
+        for g in range(G):
+            gc = slice(g * cg, (g + 1) * cg)
+            go = slice(g * og, (g + 1) * og)
+            vg = v[..., gc] if G > 1 else v
+            Wk = self._to_hwc(ws[g])
+            Wk = np.broadcast_to(Wk, (S,) + Wk.shape[-2:]) if Wk.ndim == 2 else Wk
+            Kp = Wk.shape[-2]
+            # (S, kh*kw, og, cg): per kernel position, the (og, cg) block of W^T
+            Wb = Wk.reshape(Wk.shape[0], kh * kw, cg, og).transpose(0, 1, 3, 2)
+            dW = np.zeros((Kp, S * og) if shared else (S, Kp, og), dtype=dtype)
+            for a in range(0, B, nb):
+                n = min(nb, B - a)
+                if shared:
+                    cols = buf[:n]
+                    np.copyto(cols, vg[0, a:a + n])
+                    cols = cols.reshape(n * L, Kp)
+                    # (n, Ho, Wo, S, og) -> rows x chip-major columns
+                    dYc = np.ascontiguousarray(
+                        dYv[:, a:a + n, :, :, go].transpose(1, 2, 3, 0, 4)).reshape(n * L, S * og)
+                    dW += cols.T @ dYc
+                    if need[0]:
+                        for t in range(S):
+                            col2im(dxp[t, a:a + n], dYc[:, t * og:(t + 1) * og], Wb[t], n, gc)
+                    continue
+                for t in range(S):
+                    cols = buf[:n]
+                    np.copyto(cols, vg[t, a:a + n])
+                    cols = cols.reshape(n * L, Kp)
+                    dYc = dYv[t, a:a + n, :, :, go].reshape(n * L, og)
+                    dW[t] += cols.T @ dYc
+                    if need[0]:
+                        col2im(dxp[t, a:a + n], dYc, Wb[t], n, gc)
+            if shared:
+                dW = dW.reshape(Kp, S, og).transpose(1, 0, 2)
+            rt.dW[self.first + g] = self._from_hwc(dW)
         if not need[0]:
             return [None]
-        dwin = dwins[0] if self.group == 1 else np.concatenate(dwins, axis=2)
-        dxp = self.win.col2im(dwin, (S,) + tuple(pshape[1:]), geo)
-        return [self.win.from4(self.win.crop(dxp, geo, H, W))]
+        _, (pt, pl, _, _), _ = geo
+        dx = dxp[:, :, pt:pt + H, pl:pl + W, :].transpose(0, 1, 4, 2, 3)
+        return [self.win.from4(dx)]
 
 
 # --------------------------------------------------------------------------------------------
