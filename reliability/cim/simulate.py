@@ -314,7 +314,7 @@ class ChipSimulator:
             np.put_along_axis(grad, j[..., None], -1.0, axis=-1)
         else:
             raise ReliabilityError(f"loss must be 'cross_entropy' or 'margin'; got {loss!r}.")
-        g = self.network.backward(cache, grad.astype(self.dtype))
+        g = self.network.backward(cache, grad.astype(self.dtype), input_grad=False)
         dW = list(g.weights)
         if draws[0].alpha is not None:
             dW = [dw * np.array([d.alpha[i] for d in draws], dtype=dw.dtype)[:, None, None] for i, dw in enumerate(dW)]

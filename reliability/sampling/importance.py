@@ -56,7 +56,7 @@ class MeanShiftImportanceSampling:
         grad_logits = np.zeros_like(lg)
         grad_logits[np.arange(len(scorer.y)), scorer.y] = dm
         grad_logits[np.arange(len(scorer.y)), j] -= dm
-        gw = sim.network.backward(cache, grad_logits[None]).weights
+        gw = sim.network.backward(cache, grad_logits[None], input_grad=False).weights
         scorer.evaluations += 1
         grads = []
         for (kind, li, shape), b in zip(latent.blocks, z):
