@@ -207,7 +207,7 @@ def load_onnx(model) -> Network:
             if d is not None:
                 ranks[vi.name] = len(d)
     except Exception:
-        pass  # ranks only enable optional fusions
+        ranks = {}  # shape inference failed: ranks only enable optional fusions, so go without them
     nodes = []
     for n in graph.node:
         attrs = {}

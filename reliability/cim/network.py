@@ -25,6 +25,7 @@ scikit-learn estimators and ``.npz`` layer files.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -208,17 +209,19 @@ def _input_grad(dY: np.ndarray, W: np.ndarray) -> np.ndarray:
 # ops
 
 
-class _Op:
+class _Op(ABC):
     op_type = ""
     name = ""
     inputs: tuple = ()
     outputs: tuple = ()
 
-    def forward(self, xs, rt):  # -> (list of outputs, saved)
-        raise NotImplementedError
+    @abstractmethod
+    def forward(self, xs, rt):
+        """Return ``(list of outputs, saved state for backward)``."""
 
-    def backward(self, saved, gy, need, rt):  # -> list of input grads (None where not needed)
-        raise NotImplementedError
+    @abstractmethod
+    def backward(self, saved, gy, need, rt):
+        """Return the list of input gradients (None where not needed)."""
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r}: {list(self.inputs)} -> {list(self.outputs)})"
