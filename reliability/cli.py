@@ -170,7 +170,18 @@ def _demo_chips() -> None:
                      "1 %": float(q[1]), "0.1 %": float(q[0]), "worst": float(a.min()), "s": res.seconds})
     _table(rows, ["chip", "mean", "std", "median", "1 %", "0.1 %", "worst", "s"],
            title="accuracy over 2,000 simulated chips (percentiles from the bottom)")
-    print("mean +/- std hides the bottom of the distribution; `reliability tail` estimates it far below 1/2,000.")
+    print("mean +/- std hides the bottom of the distribution; `reliability tail` estimates it far below 1/2,000:\n")
+    from reliability.sampling import estimate_tail
+
+    res = estimate_tail(net, Xev, yev, "weight-gaussian:sigma=0.1", below=[0.70, 0.65], quantiles=[1e-5],
+                        budget=10000, seed=0)
+    _table([{"P(acc <= a)": f"a = {e.below:g}", "probability": e.probability, "95 % CI":
+             f"[{e.ci95[0]:.3g}, {e.ci95[1]:.3g}]", "reliable": e.reliable, "reason": e.reason or ""}
+            for e in res.estimates] + [{"P(acc <= a)": f"accuracy of the worst 1e-5 of chips: {q.accuracy:.4f}",
+                                        "probability": q.k, "95 % CI": f"[{q.ci95[0]:.4f}, {q.ci95[1]:.4f}]",
+                                        "reliable": q.reliable, "reason": q.reason or ""} for q in res.quantiles],
+           ["P(acc <= a)", "probability", "95 % CI", "reliable", "reason"],
+           title=f"weight-gaussian sigma=0.1: subset simulation, {res.evaluations} chip evaluations, {res.seconds:.1f} s")
 
 
 def cmd_simulate(args) -> int:
