@@ -18,23 +18,17 @@ import numpy as np
 import polars as pl
 
 from reliability.cim.mapping import LayerMapping, Periphery
+from reliability.cim.network import softmax_cross_entropy
 from reliability.cim.spec import ChipSpec, parse_variation
 from reliability.devices.prepared import PreparedArray
 from reliability.errors import ReliabilityError
 
-__all__ = ["ChipSimulator", "SimulationResult", "ChipDraw", "chip_rng", "cross_entropy"]
+__all__ = ["ChipSimulator", "SimulationResult", "ChipDraw", "chip_rng"]
 
 
 def chip_rng(seed: int, i: int) -> np.random.Generator:
     """The generator of chip ``i`` for ``seed``: depends on nothing else."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(int(i),))))
-
-
-def cross_entropy(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per chip and sample cross-entropy of (S, B, C) logits against labels (B,)."""
-    z = logits - logits.max(axis=-1, keepdims=True)
-    lse = np.log(np.exp(z).sum(axis=-1))
-    return lse - np.take_along_axis(z, y[None, :, None].astype(np.int64), axis=-1)[..., 0]
 
 
 @dataclass
@@ -259,7 +253,7 @@ class ChipSimulator:
                 draws = self.draw_chips(idx, seed)
                 logits = self.logits(x, draws)
                 correct = (np.argmax(logits, axis=-1) == y[None, :]).sum(axis=1)
-                ce = cross_entropy(logits.astype(np.float64), y).mean(axis=1)
+                ce = softmax_cross_entropy(logits, y, grad=False).mean(axis=1)
                 ncor.append(correct)
                 acc.append(correct / len(y))
                 loss.append(ce)
@@ -297,12 +291,8 @@ class ChipSimulator:
         logits, cache = self.logits(x, draws, keep=True)
         lg = logits.astype(np.float64)
         if loss == "cross_entropy":
-            z = lg - lg.max(axis=-1, keepdims=True)
-            p = np.exp(z)
-            p /= p.sum(axis=-1, keepdims=True)
-            value = cross_entropy(lg, y).sum(axis=1)
-            grad = p
-            grad[:, np.arange(len(y)), y] -= 1.0
+            ce, grad = softmax_cross_entropy(lg, y)
+            value = ce.sum(axis=1)
         elif loss == "margin":
             true = lg[:, np.arange(len(y)), y]
             other = lg.copy()
