@@ -1344,10 +1344,13 @@ class Network:
         return correct / B, loss / B
 
 
-def margin(logits, y) -> np.ndarray:
+def margin(logits, y, grad: bool = False):
     """Logit of the true class minus the largest other logit, shape ``(S, B)``.
 
-    Positive where the sample is classified correctly (ties count as wrong).
+    Positive where the sample is classified correctly (ties count as wrong).  With ``grad=True``
+    also ``dmargin/dlogits``, shape ``(S, B, C)``: +1 at the true class, -1 at the strongest wrong
+    class (a subgradient where two wrong classes tie), for :meth:`Network.backward` after scaling
+    by the caller's ``dloss/dmargin``.
     """
     z = np.asarray(logits)
     y = np.asarray(y)
@@ -1357,7 +1360,14 @@ def margin(logits, y) -> np.ndarray:
     true = np.take_along_axis(z, idx, axis=-1)[..., 0]
     other = z.copy()
     np.put_along_axis(other, idx, -np.inf, axis=-1)
-    return true - other.max(axis=-1)
+    j = np.argmax(other, axis=-1)[..., None]
+    m = true - np.take_along_axis(other, j, axis=-1)[..., 0]
+    if not grad:
+        return m
+    g = np.zeros(z.shape, dtype=np.result_type(z.dtype, np.float32))
+    np.put_along_axis(g, idx, 1.0, axis=-1)
+    np.put_along_axis(g, j, -1.0, axis=-1)
+    return m, g
 
 
 Network.margin = staticmethod(margin)

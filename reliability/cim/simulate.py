@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from reliability.cim.mapping import LayerMapping, Periphery
-from reliability.cim.network import softmax_cross_entropy
+from reliability.cim.network import margin, softmax_cross_entropy
 from reliability.cim.spec import ChipSpec, parse_variation
 from reliability.devices.prepared import PreparedArray
 from reliability.errors import ReliabilityError
@@ -294,14 +294,8 @@ class ChipSimulator:
             ce, grad = softmax_cross_entropy(lg, y)
             value = ce.sum(axis=1)
         elif loss == "margin":
-            true = lg[:, np.arange(len(y)), y]
-            other = lg.copy()
-            other[:, np.arange(len(y)), y] = -np.inf
-            j = np.argmax(other, axis=-1)
-            value = (true - other[np.arange(lg.shape[0])[:, None], np.arange(len(y))[None, :], j]).sum(axis=1)
-            grad = np.zeros_like(lg)
-            grad[:, np.arange(len(y)), y] = 1.0
-            np.put_along_axis(grad, j[..., None], -1.0, axis=-1)
+            mg, grad = margin(lg, y, grad=True)
+            value = mg.sum(axis=1)
         else:
             raise ReliabilityError(f"loss must be 'cross_entropy' or 'margin'; got {loss!r}.")
         g = self.network.backward(cache, grad.astype(self.dtype), input_grad=False)

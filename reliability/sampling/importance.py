@@ -45,17 +45,11 @@ class MeanShiftImportanceSampling:
         sim = scorer.sim
         W = latent.weights(z)
         logits, cache = sim.network.forward(scorer.x, weights=W, keep=True, dtype=np.float64)
-        mg = margin(logits, scorer.y)[0]
+        mg, dmg = margin(logits, scorer.y, grad=True)
+        mg = mg[0]
         sig = 1.0 / (1.0 + np.exp(-mg / T))
         g = float(sig.sum() - (k + 0.5))
-        dm = sig * (1 - sig) / T                                     # d soft count / d margin
-        lg = logits[0]
-        other = lg.copy()
-        other[np.arange(len(scorer.y)), scorer.y] = -np.inf
-        j = np.argmax(other, axis=-1)
-        grad_logits = np.zeros_like(lg)
-        grad_logits[np.arange(len(scorer.y)), scorer.y] = dm
-        grad_logits[np.arange(len(scorer.y)), j] -= dm
+        grad_logits = dmg[0] * (sig * (1 - sig) / T)[:, None]       # d soft count / d logits
         gw = sim.network.backward(cache, grad_logits[None], input_grad=False).weights
         scorer.evaluations += 1
         grads = []

@@ -720,3 +720,22 @@ def test_network_repr_and_summary():
     assert "5 analog layers" in repr(net)
     s = net.summary()
     assert "conv1" in s and "fc3" in s
+
+
+def test_margin_gradient_matches_finite_differences():
+    from reliability.cim.network import margin
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 5, 4))
+    y = rng.integers(0, 4, size=5)
+    m, g = margin(logits, y, grad=True)
+    assert m.shape == (2, 5) and g.shape == logits.shape
+    np.testing.assert_array_equal(m, margin(logits, y))
+    eps = 1e-6
+    for idx in np.ndindex(logits.shape):
+        d = np.zeros_like(logits)
+        d[idx] = eps
+        fd = (margin(logits + d, y) - margin(logits - d, y)) / (2 * eps)
+        assert abs(fd[idx[:2]] - g[idx]) < 1e-6
+        # only the sample's own logits move its margin
+        assert np.count_nonzero(np.abs(fd) > 1e-9) <= 1
