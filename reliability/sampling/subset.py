@@ -4,7 +4,8 @@ Algorithm (Au & Beck 2001; pCN moves as in Cotter et al. 2013, exact for N(0, I)
 level 0 draws ``N`` independent chips (chip ``i`` keyed by ``(seed, i)``); each further level keeps
 the ``N p0`` lowest-scoring chips as seeds and grows Markov chains from them with proposals
 ``z' = sqrt(1 - rho^2) z + rho xi``, accepted when the proposal's score stays below the level's
-threshold; ``rho`` adapts towards an acceptance rate of 30 %.  ``P(score < c)`` for any ``c`` is
+threshold; ``rho`` adapts towards an acceptance rate of 30 %.  Level ``j + 1`` has ``p0 N_j`` chains
+whose length is set from the budget left (see :class:`SubsetSimulation`).  ``P(score < c)`` for any ``c`` is
 ``p0^j * (fraction of level-j chips below c)`` at the deepest level whose threshold lies above c.
 
 Uncertainty: the coefficient of variation of each level's fraction is
@@ -110,8 +111,10 @@ class SubsetSimulation:
     p0 : float
         Conditional probability per level (0.1).
     n_per_level : int, optional
-        Chips per level; by default the budget divided by the number of levels the smallest
-        requested probability needs (at least 7 levels' worth when no quantile is requested).
+        Chips per level, fixed.  By default level 0 gets the budget over the number of levels the
+        smallest requested quantile needs (6 when only thresholds are given), and each further
+        level's chain length spreads the budget left over the levels still predicted to be needed
+        (:meth:`levels_left`), so a run that needs few levels uses its whole budget on them.
     target_acceptance : float
         Acceptance rate the pCN step size adapts to.
     """
@@ -128,10 +131,34 @@ class SubsetSimulation:
         self.rho0 = rho0
 
     def plan(self, budget: int, min_prob: float | None) -> int:
+        """Chips at level 0: the budget over the number of levels the smallest requested probability
+        needs (6 when only thresholds are given: their depth is unknown before level 0)."""
         if self.n_per_level:
             return int(self.n_per_level)
-        levels = 7 if min_prob is None else max(2, math.ceil(math.log(min_prob) / math.log(self.p0)) + 1)
+        levels = 6 if min_prob is None else max(2, math.ceil(math.log(min_prob) / math.log(self.p0)) + 1)
         return max(int(budget // levels), int(20 / self.p0))
+
+    def levels_left(self, run: "SubsetRun", b_next: float, c_min: float, min_prob: float | None) -> float:
+        """Predicted number of MCMC levels still needed, the next one included.
+
+        Thresholds: the score falls by about the last level's step per level (at level 0, the step
+        between the ``p0`` and ``p0^2`` quantiles), and the run stops at the level whose own
+        ``p0`` quantile is below the deepest threshold: ``(b_next - c_min) / step`` levels.  Quantiles: ``log(min_prob / P(next level)) / log(p0)``.  Half a level is added
+        as a margin: a run that falls short of its deepest target is flagged, a leftover is not."""
+        lv = run.levels[-1]
+        p_next = lv.prob * self.p0
+        need = 1.0
+        if math.isfinite(c_min) and c_min < b_next:
+            if len(run.levels) == 1:
+                s = np.sort(lv.scores)
+                i2 = max(int(round(self.p0 ** 2 * s.size)) - 1, 0)
+                step = b_next - float(s[i2])
+            else:
+                step = lv.threshold - b_next
+            need = max(1.0, (b_next - c_min) / step if step > 0 else 3.0)
+        if min_prob is not None and p_next > min_prob:
+            need = max(need, math.log(min_prob / p_next) / math.log(self.p0))
+        return math.ceil(need) + 0.5
 
     def run(self, scorer, latent, score_targets: list[float], min_prob: float | None, budget: int, seed: int,
             chunk: int = 256, checkpoint=None, fingerprint: str = "", progress=None) -> SubsetRun:
@@ -143,9 +170,6 @@ class SubsetSimulation:
         (``stopped == "interrupted"``).
         """
         N = self.plan(budget, min_prob)
-        nc = max(1, int(round(self.p0 * N)))
-        L = max(1, N // nc)
-        N = nc * L
         c_min = min(score_targets) if score_targets else -math.inf
         run, buf, rho = None, None, self.rho0
         if checkpoint is not None:
@@ -176,11 +200,20 @@ class SubsetSimulation:
                 if frac_target >= self.p0 and (min_prob is None or lv.prob * self.p0 <= min_prob):
                     run.stopped = "targets reached"
                     break
-                if run.evaluations + N > budget:
+                # this level's seeds: its p0 N_j lowest chips; the next level's chain length L
+                # spreads the budget left over the levels still predicted (at least 2 steps)
+                Nj = lv.scores.size
+                nc = max(1, int(round(self.p0 * Nj)))
+                order = np.argsort(lv.scores, kind="stable")
+                b = 0.5 * (lv.scores[order[nc - 1]] + lv.scores[order[nc]]) if nc < Nj else lv.scores[order[-1]] + 1e-9
+                if self.n_per_level:
+                    L = max(2, int(self.n_per_level) // nc)
+                else:
+                    share = (budget - run.evaluations) / self.levels_left(run, b, c_min, min_prob)
+                    L = max(2, int(share // nc) + 1, math.ceil(20 / self.p0 / nc))   # >= 20/p0 chips a level
+                if run.evaluations + nc * (L - 1) > budget:
                     run.stopped = "budget exhausted"
                     break
-                order = np.argsort(lv.scores, kind="stable")
-                b = 0.5 * (lv.scores[order[nc - 1]] + lv.scores[order[nc]]) if nc < N else lv.scores[order[-1]] + 1e-9
                 if b <= 0 or (len(run.levels) > 1 and b >= lv.threshold):
                     run.stopped = "no further progress (all chips at the lowest score)"
                     break
@@ -190,6 +223,8 @@ class SubsetSimulation:
                     seeds_s = lv.scores[order[:nc]]
                 else:
                     keep = np.argsort(buf[1], kind="stable")[:nc]
+                    if keep.size < nc:
+                        raise RuntimeError("subset simulation: seed buffer smaller than the level's seed count")
                     seeds_z, seeds_s = latent.take(buf[0], keep), buf[1][keep]
                 level_no = len(run.levels)
                 rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(2**31 - 1, level_no))))
@@ -200,6 +235,7 @@ class SubsetSimulation:
                 chain_c = np.empty((nc, L), dtype=np.int64)
                 chain[:, 0] = state_s
                 chain_c[:, 0] = state_c
+                n_keep = max(1, int(round(self.p0 * nc * L)))   # the next level's seed count
                 new_buf = ([a.copy() for a in state_z], state_s.copy())
                 acc_total = 0
                 evals = run.evaluations
@@ -216,7 +252,7 @@ class SubsetSimulation:
                         state_c = np.where(ok, c_new, state_c)
                     chain[:, step] = state_s
                     chain_c[:, step] = state_c
-                    new_buf = _keep_lowest(new_buf[0], new_buf[1], state_z, state_s, nc)
+                    new_buf = _keep_lowest(new_buf[0], new_buf[1], state_z, state_s, n_keep)
                     rho = float(np.clip(rho * math.exp(0.6 * (ok.mean() - self.target_acceptance)), 1e-3, 1.0))
                     if progress is not None:
                         progress(evals, budget)
