@@ -12,6 +12,10 @@ grows with the toolkit; entries so far:
   ``weight-gaussian`` and with the PCM preset at t = 1 day (differential pairs, no ADC), against the
   bare float32 matrix products of the same shapes timed in the same run (target ratio <= 2); a
   LeNet-5 on 1,000 28 x 28 inputs per chip, with peak traced memory.
+- tail estimation (``benchmarks/tail.py``): evaluations each estimator needs for 20 % relative
+  error on the public case and on the cases built in ``benchmarks/cases.py``, against plain MC.
+- worst case (``benchmarks/worstcase.py``): LeNet-5 on 1,000 Fashion-MNIST images, one bound.
+  Target: 60 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -89,6 +93,11 @@ def main(argv=None):
                      f"{r['ratio_range'][0]:.2f}..{r['ratio_range'][1]:.2f}; CI coverage {r['ci_coverage']}; "
                      f"flagged {r['flagged']}), plain MC {r['mc_evals_for_20pct']:.0f}: gain x{r['gain']:.1f}",
                      r["seconds_per_run"], None))
+
+    import worstcase
+
+    for r in worstcase.run():
+        rows.append((r["name"], r["detail"], r["seconds"], r["target_s"]))
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print("ratio = measured / target; for the nvCiM rows the target is 2 x the bare products' time")

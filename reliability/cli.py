@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from reliability import __version__
+from reliability.cli_worstcase import add_worstcase_parser
 from reliability.errors import ReliabilityError
 
 FAMILY_CHOICES = ["auto", "normal", "lognormal", "student_t", "skew_normal", "gaussian_mixture", "empirical"]
@@ -315,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--json", help="write the result as JSON")
     tl.add_argument("--force", action="store_true", help="overwrite --json if it exists")
     tl.set_defaults(func=cmd_tail)
+
+    add_worstcase_parser(sub)
 
     dev = sub.add_parser("device", help="inspect and sample device models")
     dsub = dev.add_subparsers(dest="device_command", metavar="SUBCOMMAND")

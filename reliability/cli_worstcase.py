@@ -1,0 +1,126 @@
+"""``reliability worstcase``: worst-case accuracy under bounded device variation (thin: parses,
+calls :func:`reliability.sampling.worstcase.worst_case`, prints, writes JSON)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_worstcase_parser(sub) -> None:
+    """Add the ``worstcase`` subcommand to the ``reliability`` command's subparsers."""
+    from reliability.sampling.worstcase import (
+        DEFAULT_FOCUS,
+        NORMS,
+        OPTIMIZERS,
+        SEARCHABLE_BLOCKS,
+    )
+
+    w = sub.add_parser("worstcase", help="worst-case accuracy with every device within a bound (k sigma), the "
+                       "minimal breaking deviation and the devices that carry it")
+    w.add_argument("--model", required=True, help="network: .onnx or .npz layer file")
+    w.add_argument("--data", required=True, help=".npz with X and y")
+    w.add_argument("--variation", required=True, help="weight-gaussian:sigma=S, a device preset, or a chip file")
+    w.add_argument("--bound", type=float, action="extend", nargs="+", metavar="K",
+                   help="bound k in sigma units (repeatable, or several values): every device within +/- k sigma "
+                        "(linf) or ||z||_2 <= k (l2); default 3")
+    w.add_argument("--norm", default="linf", choices=list(NORMS), help="linf (default) or l2")
+    w.add_argument("--threshold", type=float,
+                   help="also bisect for the smallest bound whose worst case reaches accuracy <= THRESHOLD")
+    w.add_argument("--tolerance", type=float, default=0.05, help="bisection tolerance in sigma units (default 0.05)")
+    w.add_argument("--max-bound", type=float, help="largest bound the bisection tries (default 32 for linf)")
+    w.add_argument("--restarts", type=int, default=4, help="restarts searched at once as a batch of chips (default 4)")
+    w.add_argument("--iterations", type=int, default=30, help="descent steps per search (default 30)")
+    w.add_argument("--optimizer", default="pgd", choices=list(OPTIMIZERS), help="pgd (default) or adam")
+    w.add_argument("--step", type=float, default=0.25, help="initial step as a fraction of the bound (default 0.25)")
+    w.add_argument("--kappa", type=float, help="margin-loss confidence in logit units (default: 5 %% of the median "
+                   "clean |margin|)")
+    w.add_argument("--focus", default=",".join("cw" if q is None else f"{q:g}" for q in DEFAULT_FOCUS),
+                   help="per restart (cycled): 'cw' for the clipped margin loss or a quantile q for the soft count "
+                        "(default %(default)s)")
+    w.add_argument("--random-chips", type=int, default=100,
+                   help="chips drawn uniformly within the bound as a baseline (default 100; 0: none)")
+    w.add_argument("--blocks", default=",".join(SEARCHABLE_BLOCKS),
+                   help="latent blocks searched, comma-separated (default: %(default)s; stuck faults never)")
+    w.add_argument("--clip-range", action="store_true",
+                   help="also clamp every device to the physical conductance range [g_min, g_max]")
+    w.add_argument("--top", type=int, default=20, help="devices listed in the sensitivity ranking (default 20)")
+    w.add_argument("--no-sensitivity", action="store_true", help="skip the layer/device sensitivity ranking")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--json", help="write the result as JSON")
+    w.add_argument("--force", action="store_true", help="overwrite --json if it exists")
+    w.set_defaults(func=cmd_worstcase)
+
+
+def _focus(text: str):
+    from reliability.errors import ReliabilityError
+
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part.lower() in ("cw", "none", "margin"):
+            out.append(None)
+            continue
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise ReliabilityError(f"--focus {text!r}: each entry is 'cw' or a quantile in (0, 1); "
+                                   f"got {part!r}.") from None
+    return tuple(out)
+
+
+def cmd_worstcase(args) -> int:
+    import json as _json
+
+    from reliability import cli as _cli
+    from reliability.cim import load_model
+    from reliability.data.evalset import load_evalset
+    from reliability.sampling.worstcase import worst_case
+
+    if args.json:
+        _cli._refuse_overwrite(args.json, "--json", args.force)
+    net = load_model(args.model)
+    X, y = load_evalset(args.data)
+    bounds = args.bound if args.bound else ([] if args.threshold is not None else [3.0])
+    res = worst_case(net, X, y, args.variation, bounds=bounds, norm=args.norm, threshold=args.threshold,
+                     tolerance=args.tolerance, max_bound=args.max_bound, restarts=args.restarts,
+                     iterations=args.iterations, step=args.step, optimizer=args.optimizer, kappa=args.kappa,
+                     focus=_focus(args.focus), random_chips=args.random_chips,
+                     blocks=tuple(b.strip() for b in args.blocks.split(",") if b.strip()),
+                     conductance_range="clip" if args.clip_range else "model", sensitivity=not args.no_sensitivity,
+                     top=args.top, seed=args.seed,
+                     progress=_cli._progress("searches") if sys.stderr.isatty() else None)
+    rows = [{"bound": b.bound, "worst-case accuracy": b.accuracy, "clean": b.clean_accuracy,
+             f"random min ({b.random_chips})": b.random_min_accuracy, "source": b.source,
+             "max |z|": b.deviation.get("max_abs_z", 0.0), "mean |z|": b.deviation.get("mean_abs_z", 0.0),
+             "max |dW|/max|W|": max((w["max_rel_weight_deviation"] for w in b.deviation.get("weights", [])),
+                                    default=0.0), "s": b.seconds} for b in res.bounds]
+    if rows:
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        _cli._table(rows, cols, title=f"worst-case accuracy ({res.norm} bound in sigma units, {res.n_samples} samples, "
+                    f"{res.latent_dim} searched coordinates: {', '.join(res.searched_blocks)}; {res.seconds:.1f} s)")
+    mb = res.minimal_bound
+    if mb is not None:
+        if mb.found:
+            print(f"minimal bound reaching accuracy <= {mb.threshold:g}: k = {mb.bound:.4g} (bracket "
+                  f"[{mb.bracket[0]:.4g}, {mb.bracket[1]:.4g}], accuracy {mb.accuracy:.4g} there, "
+                  f"{mb.accuracy_below:.4g} at the lower end; {mb.searches} searches)")
+        else:
+            print(f"minimal bound: {mb.message}")
+    s = res.sensitivity
+    if s is not None:
+        _cli._table([{"layer": r["name"], "devices": r["devices"], "share": r["share"], "mean |z|": r["mean_abs_z"],
+                      "attribution": r["attribution"]} for r in s.layers],
+                    ["layer", "devices", "share", "mean |z|", "attribution"],
+                    title=f"which layers carry the deviation ({s.chip}, k = {s.bound:.4g}; share of |z| x |gradient|)")
+        if s.top:
+            _cli._table([{"layer": t["name"], "kind": t["kind"], "device": str(t["device"]), "z": t["z"],
+                          "gradient": t["gradient"], "score": t["score"]} for t in s.top[:10]],
+                        ["layer", "kind", "device", "z", "gradient", "score"], title="top devices")
+    if args.json:
+        Path(args.json).write_text(_json.dumps(res.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if res.message:
+        print(f"warning: {res.message}", file=sys.stderr)
+    return 0
