@@ -78,6 +78,7 @@ class PreparedArray:
         r = model.read_noise
         if r is not None:
             self._q = r.q(flat).astype(self.dtype).reshape(self.shape)
+        self._qR: dict = {}        # read-time factor R -> q sqrt(R) (a dict: safe across threads)
         s = model.stuck
         self._stuck = s is not None and (s.p_low > 0 or s.p_high > 0)
 
@@ -149,15 +150,19 @@ class PreparedArray:
         if m.drift is not None:
             L = float(m.drift.log_factor(time_s))
             if L > 0:
-                g = g * np.exp(-L * chip.nu)
+                f = np.multiply(chip.nu, self.dtype.type(-L))     # chip.nu is kept for later reads
+                g = np.multiply(np.exp(f, out=f), g, out=f)
         if m.read_noise is not None:
             R = float(m.read_noise.time_factor(time_s))
             if R > 0:
                 z = standard_normal(rng, self.shape, self.dtype)
-                z *= self._q
-                z *= self.dtype.type(np.sqrt(R))
-                z *= np.abs(g)
-                g = g + z
+                z *= self._q_at(R)
+                # |g| = g when the floor keeps every conductance non-negative
+                z *= g if (m.floor is not None and m.floor >= 0) else np.abs(g)
+                if g is chip.g0:
+                    g = g + z
+                else:
+                    g += z
         if chip.stuck_mask is not None:
             g = np.where(chip.stuck_mask, chip.stuck_value, g)
         if m.floor is not None:
@@ -165,6 +170,14 @@ class PreparedArray:
         if chip.gain != 1.0:
             g = g * self.dtype.type(chip.gain)
         return g  # may be chip.g0 itself when nothing changed since programming: do not modify in place
+
+    def _q_at(self, R: float) -> np.ndarray:
+        got = self._qR.get(R)
+        if got is None:
+            if len(self._qR) > 8:
+                self._qR.clear()
+            got = self._qR[R] = self._q * self.dtype.type(np.sqrt(R))
+        return got
 
     def sample(self, rng: np.random.Generator, time_s: float = 0.0) -> np.ndarray:
         """Program and read one chip."""
