@@ -183,6 +183,16 @@ def _demo_chips() -> None:
                                         "reliable": q.reliable, "reason": q.reason or ""} for q in res.quantiles],
            ["P(acc <= a)", "probability", "95 % CI", "reliable", "reason"],
            title=f"weight-gaussian sigma=0.1: subset simulation, {res.evaluations} chip evaluations, {res.seconds:.1f} s")
+    print("and the worst case: the lowest accuracy a chip reaches while every weight stays within "
+          "+/- k sigma of its target:\n")
+    from reliability.sampling.worstcase import worst_case
+
+    wc = worst_case(net, Xev, yev, "weight-gaussian:sigma=0.1", bounds=[0.05, 0.1, 0.25, 0.5], random_chips=100,
+                    sensitivity=False, seed=0)
+    _table([{"bound": f"+/- {b.bound:g} sigma", "worst-case accuracy": b.accuracy,
+             "lowest of 100 random chips in the bound": b.random_min_accuracy, "clean": b.clean_accuracy}
+            for b in wc.bounds], ["bound", "worst-case accuracy", "lowest of 100 random chips in the bound", "clean"],
+           title=f"weight-gaussian sigma=0.1: worst case by projected gradient search, {wc.seconds:.1f} s")
 
 
 def cmd_simulate(args) -> int:

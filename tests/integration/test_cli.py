@@ -34,6 +34,7 @@ def test_demo_runs_without_files(capsys, tmp_path):
     assert main(["demo", "--out", str(tmp_path / "m.json")]) == 0
     out = capsys.readouterr().out
     assert "chose" in out or "chosen" in out
+    assert "worst-case accuracy" in out and "subset simulation" in out
     assert DeviceModel.load(tmp_path / "m.json").programming is not None
 
 
