@@ -87,10 +87,11 @@ def main(argv=None):
     import tail
 
     for r in tail.run():
-        rows.append((f"tail-{r['method']}-{r['threshold'].split()[-1]}",
+        rows.append((f"tail-{r['case']}-{r['method']}-{r['threshold'].split()[-1]}",
                      f"p={r['p_true']:.2e}: {r['method']} needs {r['evals_for_20pct']:.0f} evaluations for 20 % "
                      f"relative error (rel. RMSE {r['rrmse']:.2f} at 20,000; estimate/truth "
-                     f"{r['ratio_range'][0]:.2f}..{r['ratio_range'][1]:.2f}; CI coverage {r['ci_coverage']}; "
+                     f"{r['ratio_range'][0]:.2f}..{r['ratio_range'][1]:.2f}, within x1.5 {r['within_1.5']}; "
+                     f"CI coverage {r['ci_coverage']}; "
                      f"flagged {r['flagged']}), plain MC {r['mc_evals_for_20pct']:.0f}: gain x{r['gain']:.1f}",
                      r["seconds_per_run"], None))
 
