@@ -14,6 +14,8 @@ grows with the toolkit; entries so far:
   LeNet-5 on 1,000 28 x 28 inputs per chip, with peak traced memory.
 - tail estimation (``benchmarks/tail.py``): evaluations each estimator needs for 20 % relative
   error on the public case and on the cases built in ``benchmarks/cases.py``, against plain MC.
+- ``fit-bayes-10k`` (``benchmarks/bayes.py``): default ``fit_device_bayes`` on 9,984 PCM-like rows;
+  target 60 s on 2 cores.
 - worst case (``benchmarks/worstcase.py``): LeNet-5 on 1,000 Fashion-MNIST images, one bound.
   Target: 60 s on 2 cores.
 """
@@ -94,6 +96,14 @@ def main(argv=None):
                      f"CI coverage {r['ci_coverage']}; "
                      f"flagged {r['flagged']}), plain MC {r['mc_evals_for_20pct']:.0f}: gain x{r['gain']:.1f}",
                      r["seconds_per_run"], None))
+
+    import bayes
+
+    for r in bayes.run():
+        rows.append((r["name"], f"{r['rows']} rows, {'converged' if r['success'] else 'FAILED'}: max R-hat "
+                     f"{r['max_r_hat']:.3f}, min ESS bulk/tail {r['min_ess_bulk']:.0f}/{r['min_ess_tail']:.0f}, "
+                     f"{r['divergences']} divergences (import pymc {r['import_s']:.1f} s not included)",
+                     r["seconds"], r["target_s"]))
 
     import worstcase
 

@@ -72,6 +72,8 @@ def cmd_fit(args) -> int:
         print(f"dropped {table.n_dropped} invalid rows: {table.drop_reasons}", file=sys.stderr)
     censor = tuple(args.censor) if args.censor else None
     stuck = {"auto": "auto", "yes": True, "no": False}[args.stuck]
+    if args.bayes:
+        return _fit_bayes(args, table, out, censor, stuck)
     res = fit_device(table, families=args.family, state=args.state, censor=censor, stuck=stuck,
                      chip_gain=not args.no_chip_gain, t0_s=args.t0, name=args.name or Path(args.data).stem)
     _print_fit(res)
@@ -82,6 +84,22 @@ def cmd_fit(args) -> int:
     print(f"\nwrote {out}")
     if not res.success:
         print(f"warning: {res.message}", file=sys.stderr)
+    return 0
+
+
+def _fit_bayes(args, table, out, censor, stuck) -> int:
+    from reliability.fit.bayes import fit_device_bayes
+
+    family = "normal" if args.family == "auto" else args.family
+    res = fit_device_bayes(table, family=family, censor=censor, stuck=stuck, chip_gain=not args.no_chip_gain,
+                           t0_s=args.t0, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
+                           name=args.name or Path(args.data).stem)
+    print(res.report())
+    print()
+    print(res.model.describe())
+    res.model.save(out, overwrite=True, trace=res.idata if args.trace else None)
+    beside = f"{out.stem}.posterior.npz" + (f", {out.stem}.trace.nc" if args.trace else "")
+    print(f"\nwrote {out} (beside it: {beside})")
     return 0
 
 
@@ -295,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--drop-invalid", action="store_true", help="drop invalid rows (reported) instead of failing")
     f.add_argument("--name", help="model name (default: data file stem)")
     f.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    f.add_argument("--bayes", action="store_true",
+                   help="hierarchical Bayesian fit (PyMC NUTS, family normal or student_t; --state is not used): the "
+                        "model file carries posterior draws in <out stem>.posterior.npz beside it")
+    f.add_argument("--draws", type=int, default=2000, help="--bayes: draws per chain (default 2000)")
+    f.add_argument("--tune", type=int, default=1000, help="--bayes: tuning steps per chain (default 1000)")
+    f.add_argument("--chains", type=int, default=2, help="--bayes: chains (default 2)")
+    f.add_argument("--seed", type=int, default=0, help="--bayes: sampler seed (default 0)")
+    f.add_argument("--trace", action="store_true", help="--bayes: also write the trace, <out stem>.trace.nc (NetCDF)")
     f.set_defaults(func=cmd_fit)
 
     sm = sub.add_parser("simulate", help="accuracy and loss of many simulated chips (one row per chip)")

@@ -9,10 +9,11 @@ from reliability.devices.components import (
 )
 from reliability.devices.families import FAMILIES, Family, family_names, get_family
 from reliability.devices.model import SCHEMA, SCHEMA_VERSION, DeviceModel, ProgrammedDevices, as_generator
+from reliability.devices.posterior import PosteriorDeviceModel
 from reliability.devices.state import Constant, Polynomial, Spline, StateFunction
 
 __all__ = [
-    "DeviceModel", "ProgrammedDevices", "ProgrammingVariation", "EmpiricalVariation", "Drift", "ReadNoise",
+    "DeviceModel", "PosteriorDeviceModel", "ProgrammedDevices", "ProgrammingVariation", "EmpiricalVariation", "Drift", "ReadNoise",
     "StuckAt", "ChipGain", "Constant", "Polynomial", "Spline", "StateFunction", "Family", "FAMILIES",
     "family_names", "get_family", "SCHEMA", "SCHEMA_VERSION", "as_generator", "load_device", "preset_names",
 ]

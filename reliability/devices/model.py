@@ -202,6 +202,9 @@ class DeviceModel:
     def from_dict(cls, d: dict[str, Any]) -> "DeviceModel":
         if not isinstance(d, dict):
             raise ModelSpecError(f"a device model must be a JSON object; got {type(d).__name__}.")
+        if "posterior" in d and cls is DeviceModel:
+            raise ModelSpecError("this device model carries posterior draws in a file beside its JSON document; load it "
+                                 "from its file (DeviceModel.load(path) or load_device(path)) so that the file is found.")
         if d.get("schema") != SCHEMA:
             raise ModelSpecError(f"not a device model: 'schema' is {d.get('schema')!r}, expected {SCHEMA!r}.")
         version = d.get("version")
@@ -251,5 +254,9 @@ class DeviceModel:
             raise ModelSpecError(f"device model file {path} does not exist; give a JSON file or a preset name.") from None
         except json.JSONDecodeError as exc:
             raise ModelSpecError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}.") from None
+        if isinstance(d, dict) and "posterior" in d:
+            from reliability.devices.posterior import PosteriorDeviceModel
+
+            return PosteriorDeviceModel.from_dict(d, base_dir=path.parent)
         return cls.from_dict(d)
 

@@ -33,7 +33,8 @@ from reliability.devices.model import DeviceModel
 from reliability.devices.state import Polynomial, Spline
 from reliability.errors import ReliabilityError
 from reliability.fit.effects import (
-    ChipGainFit, DriftFit, StuckFit, estimate_chip_gains, estimate_drift, estimate_stuck, level_index, stuck_loglik,
+    ChipGainFit, DriftFit, StuckFit, estimate_chip_gains, estimate_drift, estimate_stuck, stuck_loglik,
+    table_rows,
 )
 from reliability.fit.gof import GoodnessOfFit, goodness_of_fit
 from reliability.fit.mle import LevelData, fit_level, fit_shape_pooled, level_loglik
@@ -184,36 +185,10 @@ def fit_device(
     fam_list = _family_list(families)
     if state not in ("auto", "levels", "poly"):
         raise ReliabilityError(f"state must be 'auto', 'levels' or 'poly'; got {state!r}.")
-    x_raw = frame["conductance_uS"].to_numpy().astype(float)
-    T = frame["target_uS"].to_numpy().astype(float)
-    t = frame["time_s"].to_numpy().astype(float) if "time_s" in frame.columns else np.zeros(x_raw.size)
-    n = x_raw.size
-    if n < 20:
-        raise ReliabilityError(f"{source}: {n} usable rows; a device fit needs at least 20 (more per level).")
-    chip = frame["chip"].cast(pl.String).to_numpy() if "chip" in frame.columns else np.zeros(n, dtype=object)
-    device_key = None
-    if "device" in frame.columns:
-        device_key = np.char.add(np.char.add(chip.astype(str), "|"), frame["device"].cast(pl.String).to_numpy().astype(str))
-        if "cycle" in frame.columns:
-            device_key = np.char.add(np.char.add(device_key, "|"), frame["cycle"].cast(pl.String).to_numpy().astype(str))
-    notes: list[str] = []
-
-    level, centres = level_index(T)
-    times = np.unique(t)
-    tidx = np.searchsorted(times, t)
-    group = level * times.size + tidx
-    n_devices = int(np.unique(device_key).size) if device_key is not None else int(round(n / times.size))
-
-    # censoring (per row, in the chip-normalized units below)
-    lo = 0.0 if censor is None or censor[0] is None else float(censor[0])
-    hi = None if censor is None or censor[1] is None else float(censor[1])
-    cens = np.zeros(n, dtype=np.int8)
-    cens[x_raw <= lo] = -1
-    if hi is not None:
-        cens[x_raw >= hi] = 1
-    if np.any(cens != 0):
-        notes.append(f"censored: {int(np.sum(cens < 0))} readings at or below {lo:g} uS, "
-                     f"{int(np.sum(cens > 0))} at or above {hi if hi is not None else float('inf'):g} uS")
+    rows = table_rows(frame, source, censor)
+    x_raw, T, t, n, chip, device_key = rows.x_raw, rows.T, rows.t, rows.n, rows.chip, rows.device_key
+    level, centres, times, tidx, group = rows.level, rows.centres, rows.times, rows.tidx, rows.group
+    n_devices, lo, hi, cens, notes = rows.n_devices, rows.lo, rows.hi, rows.cens, rows.notes
 
     # 1. chip gain
     usable = cens == 0

@@ -429,3 +429,63 @@ def estimate_drift(x, time, level, centres, bulk, cens, device_key, t0_s=20.0, t
     if times.size == 2:
         msg += "; with 2 read times the read noise cannot be separated from the drift spread (assigned to drift)"
     return DriftFit(drift, read_noise, table, method, msg)
+
+
+@dataclass
+class Rows:
+    """A measurement table's columns as arrays, with levels, read times and censoring, shared by the
+    maximum-likelihood and Bayesian fits."""
+
+    x_raw: np.ndarray          # conductance, uS
+    T: np.ndarray              # target, uS
+    t: np.ndarray              # read time, s (0 when the table has none)
+    n: int
+    chip: np.ndarray           # chip label per row (str)
+    device_key: np.ndarray | None   # chip|device[|cycle] per row, when the table has device ids
+    level: np.ndarray          # level index per row
+    centres: np.ndarray        # level centres, uS
+    times: np.ndarray          # distinct read times
+    tidx: np.ndarray           # read-time index per row
+    group: np.ndarray          # level * n_times + time index
+    n_devices: int
+    lo: float                  # left-censoring limit (0 uS unless given)
+    hi: float | None           # right-censoring limit
+    cens: np.ndarray           # -1 left-censored, +1 right-censored, 0 observed
+    notes: list
+
+
+def table_rows(frame, source: str, censor=None) -> Rows:
+    """Arrays of a validated measurement frame (see :mod:`reliability.data.schema`); errors on
+    fewer than 20 rows."""
+    import polars as pl
+
+    from reliability.errors import ReliabilityError
+
+    x_raw = frame["conductance_uS"].to_numpy().astype(float)
+    T = frame["target_uS"].to_numpy().astype(float)
+    n = x_raw.size
+    t = frame["time_s"].to_numpy().astype(float) if "time_s" in frame.columns else np.zeros(n)
+    if n < 20:
+        raise ReliabilityError(f"{source}: {n} usable rows; a device fit needs at least 20 (more per level).")
+    chip = frame["chip"].cast(pl.String).to_numpy().astype(str) if "chip" in frame.columns else np.full(n, "0")
+    device_key = None
+    if "device" in frame.columns:
+        device_key = np.char.add(np.char.add(chip, "|"), frame["device"].cast(pl.String).to_numpy().astype(str))
+        if "cycle" in frame.columns:
+            device_key = np.char.add(np.char.add(device_key, "|"), frame["cycle"].cast(pl.String).to_numpy().astype(str))
+    level, centres = level_index(T)
+    times = np.unique(t)
+    tidx = np.searchsorted(times, t)
+    group = level * times.size + tidx
+    n_devices = int(np.unique(device_key).size) if device_key is not None else int(round(n / times.size))
+    lo = 0.0 if censor is None or censor[0] is None else float(censor[0])
+    hi = None if censor is None or censor[1] is None else float(censor[1])
+    cens = np.zeros(n, dtype=np.int8)
+    cens[x_raw <= lo] = -1
+    if hi is not None:
+        cens[x_raw >= hi] = 1
+    notes: list[str] = []
+    if np.any(cens != 0):
+        notes.append(f"censored: {int(np.sum(cens < 0))} readings at or below {lo:g} uS, "
+                     f"{int(np.sum(cens > 0))} at or above {hi if hi is not None else float('inf'):g} uS")
+    return Rows(x_raw, T, t, n, chip, device_key, level, centres, times, tidx, group, n_devices, lo, hi, cens, notes)
