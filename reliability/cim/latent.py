@@ -42,17 +42,39 @@ class LatentChips:
                                  "switch it off in [periphery] or use plain Monte Carlo.")
         self.device = dev
         self.dtype = simulator.dtype
-        t = simulator.spec.time_s
-        self.L = float(dev.drift.log_factor(t)) if dev.drift is not None else 0.0
-        self.R = float(dev.read_noise.time_factor(t)) if dev.read_noise is not None else 0.0
+        self.n_posterior = int(getattr(simulator, "n_posterior", 0) or 0)
+        self._par_cache: dict = {}
+        self._par, self.L, self.R = self._parameters(dev)
         self.blocks: list[tuple[str, int, tuple]] = []   # (kind, layer index, shape)
-        self._par = []
         for li, p in enumerate(simulator.prepared):
             shape = p.shape
-            prog = dev.programming
-            par = {"targets": p.targets.astype(self.dtype)}
-            if prog is not None:
+            if dev.programming is not None:
                 self.blocks.append(("prog", li, shape))
+            if dev.drift is not None and self.L > 0:
+                self.blocks.append(("nu", li, shape))
+            if dev.read_noise is not None and self.R > 0:
+                self.blocks.append(("read", li, shape))
+            if dev.stuck is not None and (dev.stuck.p_low > 0 or dev.stuck.p_high > 0):
+                self.blocks.append(("stuck", li, shape))
+        if dev.chip_gain is not None and dev.chip_gain.sigma > 0:
+            self.blocks.append(("gain", -1, ()))
+        if self.n_posterior:
+            # the chip's posterior draw: j = floor(Phi(z) * n_draws), one coordinate per chip
+            self.blocks.append(("posterior", -1, ()))
+        self.dim = int(sum(int(np.prod(s)) for _, _, s in self.blocks))
+
+    def _parameters(self, dev):
+        """Per-layer parameter arrays of device model ``dev`` at the simulator's targets, and the
+        drift and read-noise time factors at the inference time."""
+        t = self.sim.spec.time_s
+        L = float(dev.drift.log_factor(t)) if dev.drift is not None else 0.0
+        R = float(dev.read_noise.time_factor(t)) if dev.read_noise is not None else 0.0
+        pars = []
+        for p in self.sim.prepared:
+            shape = p.shape
+            prog = dev.programming
+            par = {"targets": p.targets.astype(self.dtype), "device": dev}
+            if prog is not None:
                 if isinstance(prog, EmpiricalVariation):
                     par["emp"] = prog
                     par["flat_targets"] = p.targets.ravel().astype(np.float64)
@@ -63,20 +85,28 @@ class LatentChips:
                     par["shape"] = prog.shape_values()
                     par["loc"] = _compact(prog.loc(flat).reshape(shape), self.dtype)
                     par["scale"] = _compact(prog.scale(flat).reshape(shape), self.dtype)
-            if dev.drift is not None and self.L > 0:
-                self.blocks.append(("nu", li, shape))
+            if dev.drift is not None and L > 0:
                 flat = par["targets"].ravel()
                 par["nu_mean"] = dev.drift.nu_mean(flat).reshape(shape).astype(self.dtype)
                 par["nu_std"] = dev.drift.nu_std(flat).reshape(shape).astype(self.dtype)
-            if dev.read_noise is not None and self.R > 0:
-                self.blocks.append(("read", li, shape))
+            if dev.read_noise is not None and R > 0:
                 par["q"] = dev.read_noise.q(par["targets"].ravel().astype(np.float64)).reshape(shape).astype(self.dtype)
-            if dev.stuck is not None and (dev.stuck.p_low > 0 or dev.stuck.p_high > 0):
-                self.blocks.append(("stuck", li, shape))
-            self._par.append(par)
-        if dev.chip_gain is not None and dev.chip_gain.sigma > 0:
-            self.blocks.append(("gain", -1, ()))
-        self.dim = int(sum(int(np.prod(s)) for _, _, s in self.blocks))
+            pars.append(par)
+        return pars, L, R
+
+    def parameters_for(self, j: int):
+        """Per-layer parameters of posterior draw ``j`` (cached, a few at a time)."""
+        got = self._par_cache.get(j)
+        if got is None:
+            if len(self._par_cache) >= 8:
+                self._par_cache.pop(next(iter(self._par_cache)))
+            got = self._par_cache[j] = self._parameters(self.device.model_at(j))
+        return got
+
+    def posterior_index(self, z_post: np.ndarray) -> np.ndarray:
+        """Posterior draw index of each chip from its latent coordinate: ``floor(Phi(z) n_draws)``."""
+        u = special.ndtr(np.asarray(z_post, dtype=np.float64))
+        return np.minimum((u * self.n_posterior).astype(np.int64), self.n_posterior - 1)
 
     # ------------------------------------------------------------------ sampling in latent space
     def draw(self, rng: np.random.Generator, n: int) -> list[np.ndarray]:
@@ -119,16 +149,38 @@ class LatentChips:
         """Effective weights per analog layer, ``(S, K, N)``, for the chips in ``z``; with
         ``with_levels`` also the slice levels each layer's ADC needs, ``(S, slices, K, N)``."""
         S = z[0].shape[0] if z else 1
-        dt = self.dtype
         by = {}
         for (kind, li, _), b in zip(self.blocks, z):
             by[(kind, li)] = b
+        if not self.n_posterior:
+            return self._weights(by, S, self._par, self.L, self.R, with_levels)
+        # chips grouped by posterior draw, each group with its own parameters
+        j = self.posterior_index(by[("posterior", -1)]).reshape(S)
+        out = levels = None
+        for jj in np.unique(j):
+            idx = np.flatnonzero(j == jj)
+            sub = {k: v[idx] for k, v in by.items()}
+            par, L, R = self.parameters_for(int(jj))
+            got = self._weights(sub, idx.size, par, L, R, with_levels)
+            w, lv = got if with_levels else (got, None)
+            if out is None:
+                out = [np.empty((S,) + a.shape[1:], dtype=a.dtype) for a in w]
+                levels = [np.empty((S,) + a.shape[1:], dtype=a.dtype) for a in lv] if with_levels else None
+            for o, a in zip(out, w):
+                o[idx] = a
+            if with_levels:
+                for o, a in zip(levels, lv):
+                    o[idx] = a
+        return (out, levels) if with_levels else out
+
+    def _weights(self, by: dict, S: int, pars: list, L: float, R: float, with_levels: bool):
+        dt = self.dtype
+        dev = pars[0]["device"] if pars else self.device
         gain = None
-        if ("gain", -1) in by:
-            gain = np.exp(dt.type(self.device.chip_gain.sigma) * by[("gain", -1)])
-        dev = self.device
+        if ("gain", -1) in by and dev.chip_gain is not None:
+            gain = np.exp(dt.type(dev.chip_gain.sigma) * by[("gain", -1)])
         out, levels = [], []
-        for li, (m, par) in enumerate(zip(self.sim.maps, self._par)):
+        for li, (m, par) in enumerate(zip(self.sim.maps, pars)):
             T = par["targets"]
             zp = by.get(("prog", li))
             if zp is None:
@@ -156,10 +208,12 @@ class LatentChips:
                 nu = par["nu_mean"] + par["nu_std"] * by[("nu", li)]
                 if dev.drift.fold:
                     np.abs(nu, out=nu)
-                nu *= dt.type(-self.L)
+                nu *= dt.type(-L)
                 g *= np.exp(nu, out=nu)
             if ("read", li) in by:
-                g = g + np.abs(g) * par["q"] * dt.type(np.sqrt(self.R)) * by[("read", li)]
+                g = g + np.abs(g) * par["q"] * dt.type(np.sqrt(R)) * by[("read", li)]
+                if dev.floor is not None:       # as DeviceModel.read: the floor holds after read noise
+                    np.maximum(g, dt.type(dev.floor), out=g)
             if ("stuck", li) in by:
                 st = dev.stuck
                 u = special.ndtr(by[("stuck", li)].astype(np.float64))

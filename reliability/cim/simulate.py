@@ -9,7 +9,9 @@ of ``SeedSequence(seed)``) in a fixed order, so its noise, and its accuracy, dep
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import OrderedDict
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +26,9 @@ from reliability.devices.prepared import PreparedArray
 from reliability.errors import ReliabilityError
 
 __all__ = ["ChipSimulator", "SimulationResult", "ChipDraw", "chip_rng"]
+
+
+_PREP_CACHE = 8   # posterior draws whose prepared arrays are kept
 
 
 def chip_rng(seed: int, i: int) -> np.random.Generator:
@@ -92,11 +97,26 @@ class ChipSimulator:
         self.dtype = np.dtype(self.spec.dtype)
         self.maps = [LayerMapping(layer, self.device, self.spec.mapping) for layer in network.analog_layers]
         self.prepared = [PreparedArray(self.device, m.targets, self.dtype) for m in self.maps]
+        # a posterior device model: each chip first draws its parameter set (draw index) from its
+        # own generator; arrays prepared per draw are cached (a few, they hold per-device arrays)
+        self.n_posterior = int(getattr(self.device, "n_draws", 0) or 0)
+        self._prep_cache: OrderedDict = OrderedDict()
+        self._prep_lock = threading.Lock()
         self.periphery = Periphery(self.spec.periphery, self.maps, self.spec.mapping.tile_rows)
         self.threads = int(threads or os.cpu_count() or 1)
         self._calibrated_on = None
         self.t_ref = float(self.device.drift.t0_s) if self.device.drift is not None else 0.0
         self._keep_levels = bool(self.spec.periphery.adc_bits)
+
+    def __getstate__(self):   # pickled for Dask workers: the lock and the draw cache stay behind
+        state = self.__dict__.copy()
+        state["_prep_lock"] = None
+        state["_prep_cache"] = OrderedDict()
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._prep_lock = threading.Lock()
 
     # ------------------------------------------------------------------ chips
     @property
@@ -107,14 +127,33 @@ class ChipSimulator:
         """The weights the chip would hold with noiseless devices (mapping round trip)."""
         return [m.Wq for m in self.maps]
 
+    def prepared_for(self, j: int) -> list[PreparedArray]:
+        """The per-layer prepared arrays of posterior draw ``j`` (cached, least recently used out)."""
+        with self._prep_lock:
+            got = self._prep_cache.get(j)
+            if got is not None:
+                self._prep_cache.move_to_end(j)
+                return got
+        model = self.device.model_at(j)
+        got = [PreparedArray(model, m.targets, self.dtype) for m in self.maps]
+        with self._prep_lock:
+            self._prep_cache[j] = got
+            while len(self._prep_cache) > _PREP_CACHE:
+                self._prep_cache.popitem(last=False)
+        return got
+
     def draw_chip(self, i: int, seed: int, keep_conductances: bool = False, out: list | None = None) -> ChipDraw:
-        """Draw chip ``i``: every device of every layer, in a fixed order from ``chip_rng(seed, i)``.
+        """Draw chip ``i``: every device of every layer, in a fixed order from ``chip_rng(seed, i)``
+        (with a posterior device model, the chip's draw index comes first from the same generator).
 
         ``out``: optional per-layer (K, N) arrays that receive the effective weights (no copies)."""
         rng = chip_rng(seed, i)
+        prepared = self.prepared
+        if self.n_posterior:
+            prepared = self.prepared_for(int(self.device.draw_index(rng)))
         weights, levels, alphas, gs = [], [], [], []
         comp = self.spec.periphery.drift_compensation
-        for li, (m, p) in enumerate(zip(self.maps, self.prepared)):
+        for li, (m, p) in enumerate(zip(self.maps, prepared)):
             dest = None if out is None else out[li]
             direct = dest is not None and m.kind == "weight" and not keep_conductances and not comp
             prog = p.program(rng, out=dest.reshape(p.shape) if direct else None)
