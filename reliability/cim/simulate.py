@@ -156,8 +156,11 @@ class ChipSimulator:
         for li, (m, p) in enumerate(zip(self.maps, prepared)):
             dest = None if out is None else out[li]
             direct = dest is not None and m.kind == "weight" and not keep_conductances and not comp
-            prog = p.program(rng, out=dest.reshape(p.shape) if direct else None)
-            g = p.read(prog, self.spec.time_s, rng)[None]
+            if not comp and p.fused_ok(self.spec.time_s):       # program + read in one pass
+                g = p.sample_fused(rng, self.spec.time_s, out=dest.reshape(p.shape) if direct else None)[None]
+            else:
+                prog = p.program(rng, out=dest.reshape(p.shape) if direct else None)
+                g = p.read(prog, self.spec.time_s, rng)[None]
             if direct and g.base is not None and np.shares_memory(g, dest):
                 np.multiply(dest, self.dtype.type(m.coef[0, 0]), out=dest)      # in place: W = g * max|W|
                 W = dest

@@ -324,6 +324,58 @@ try:  # pragma: no cover - exercised implicitly
             z0, z1 = _pair32_nb(K, m)
             out[2 * m] = z0
 
+    # ------------------------------------------------------------ fused device kernel (float32)
+    @njit(inline="always")
+    def _exp32_nb(x):
+        """exp of a float32 by Cephes' expf polynomial (within 2 float32 ulp of the true value on
+        [-87, 88]; vectorizes: +, *, floor and an exponent built from integer bits)."""
+        x = min(max(x, np.float32(-87.0)), np.float32(88.0))
+        n = np.floor(x * np.float32(1.44269504088896341) + _FH)
+        r = x - n * np.float32(0.693359375)
+        r = r - n * np.float32(-2.12194440e-4)
+        p = np.float32(1.9875691500e-4)
+        p = p * r + np.float32(1.3981999507e-3)
+        p = p * r + np.float32(8.3334519073e-3)
+        p = p * r + np.float32(4.1665795894e-2)
+        p = p * r + np.float32(1.6666665459e-1)
+        p = p * r + np.float32(5.0000001201e-1)
+        p = p * (r * r) + r + _F1
+        two_n = _as_f64(_U(np.int64(n) + 1023) << _SH52)     # 2**n exactly, as a float64
+        return np.float32(np.float64(p) * two_n)
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _device32(K1, K2, K3, T, scale, nu_mean, nu_std, fold, negL, qR, floor, out):
+        """One chip of additive-normal programming, drift and read noise in one pass:
+        ``g0 = max(T + scale z1, floor)``, ``nu = mean + std z2`` (``|nu|`` when ``fold``),
+        ``g = g0 exp(-L nu)``, ``g = max(g + g qR z3, floor)``; ``z1, z2, z3`` element ``i`` of the
+        streams keyed ``K1, K2, K3`` (the values :func:`standard_normal` gives for those keys)."""
+        n = out.size
+        m = n // 2
+        sgn = np.float32(-1.0) if fold else _F1      # |nu| = max(nu, -nu) when folded
+        for j in range(m):
+            a0, a1 = _pair32_nb(K1, j)
+            b0, b1 = _pair32_nb(K2, j)
+            c0, c1 = _pair32_nb(K3, j)
+            i = 2 * j
+            out[i] = _one_device(a0, b0, c0, T[i], scale[i], nu_mean[i], nu_std[i], sgn, negL, qR[i], floor)
+            out[i + 1] = _one_device(a1, b1, c1, T[i + 1], scale[i + 1], nu_mean[i + 1], nu_std[i + 1], sgn, negL,
+                                     qR[i + 1], floor)
+        if n > 2 * m:
+            a0, a1 = _pair32_nb(K1, m)
+            b0, b1 = _pair32_nb(K2, m)
+            c0, c1 = _pair32_nb(K3, m)
+            i = 2 * m
+            out[i] = _one_device(a0, b0, c0, T[i], scale[i], nu_mean[i], nu_std[i], sgn, negL, qR[i], floor)
+
+    @njit(inline="always")
+    def _one_device(z1, z2, z3, T, scale, nu_mean, nu_std, sgn, negL, qR, floor):
+        g = max(z1 * scale + T, floor)
+        nu = z2 * nu_std + nu_mean
+        nu = max(nu, sgn * nu)            # sgn = -1: |nu|; sgn = +1: nu
+        g = g * _exp32_nb(nu * negL)
+        g = g + g * qR * z3
+        return max(g, floor)
+
     HAVE_NUMBA = True
 except Exception:  # numba missing or broken: numpy gives the same numbers
     HAVE_NUMBA = False

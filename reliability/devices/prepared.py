@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reliability.devices import _fastrandom as _fr
 from reliability.devices._fastrandom import standard_normal
 from reliability.devices.components import EmpiricalVariation
 from reliability.devices.model import DeviceModel
@@ -78,6 +79,7 @@ class PreparedArray:
         r = model.read_noise
         if r is not None:
             self._q = r.q(flat).astype(self.dtype).reshape(self.shape)
+        self._fused = None         # flat float32 parameter arrays for sample_fused, built on first use
         self._qR: dict = {}        # read-time factor R -> q sqrt(R) (a dict: safe across threads)
         s = model.stuck
         self._stuck = s is not None and (s.p_low > 0 or s.p_high > 0)
@@ -170,6 +172,42 @@ class PreparedArray:
         if chip.gain != 1.0:
             g = g * self.dtype.type(chip.gain)
         return g  # may be chip.g0 itself when nothing changed since programming: do not modify in place
+
+    # ------------------------------------------------------------------ fused one-pass chips
+    def fused_ok(self, time_s: float) -> bool:
+        """Whether :meth:`sample_fused` applies: float32, numba, additive normal programming,
+        drift and read noise both active at ``time_s``, no stuck-at faults, a non-negative floor."""
+        m = self.model
+        if not (_fr.HAVE_NUMBA and self.dtype == np.float32 and self._kind == "additive" and self._normal):
+            return False
+        if m.drift is None or m.read_noise is None or self._stuck or m.floor is None or m.floor < 0:
+            return False
+        return float(m.drift.log_factor(time_s)) > 0 and float(m.read_noise.time_factor(time_s)) > 0
+
+    def sample_fused(self, rng: np.random.Generator, time_s: float, out: np.ndarray | None = None) -> np.ndarray:
+        """Program and read one chip in a single pass over the devices (see :meth:`fused_ok`).
+
+        Draws from ``rng`` in the order :meth:`program` then :meth:`read` do (chip gain, then the
+        keys of the programming, drift and read-noise normals), so the normals are those of
+        ``read(program(rng), time_s, rng)``; the arithmetic differs only by rounding (an ``exp``
+        polynomial within 2 float32 ulp, fused operation order)."""
+        m = self.model
+        gain = float(np.exp(m.chip_gain.sigma * rng.standard_normal())) if m.chip_gain is not None else 1.0
+        k1, k2, k3 = _fr._key(rng), _fr._key(rng), _fr._key(rng)
+        f = self._fused
+        if f is None:
+            flat = lambda a: np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float32), self.shape)).reshape(-1)
+            T = self.targets if self._loc is None else self.targets + self._loc
+            f = self._fused = (flat(T), flat(self._scale), flat(self._nu_mean), flat(self._nu_std))
+        R = float(m.read_noise.time_factor(time_s))
+        qR = np.ascontiguousarray(np.broadcast_to(self._q_at(R), self.shape)).reshape(-1)
+        if out is None:
+            out = np.empty(self.shape, dtype=np.float32)
+        _fr._device32(k1, k2, k3, f[0], f[1], f[2], f[3], bool(m.drift.fold),
+                      np.float32(-float(m.drift.log_factor(time_s))), qR, np.float32(m.floor), out.reshape(-1))
+        if gain != 1.0:
+            out *= np.float32(gain)
+        return out
 
     def _q_at(self, R: float) -> np.ndarray:
         got = self._qR.get(R)

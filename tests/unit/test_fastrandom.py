@@ -247,3 +247,44 @@ def test_neighbouring_mixed_keys_are_independent():
         fr._fill64(K, o) if HAVE_NUMBA else fr._fill_np(K, o)
     assert abs(np.corrcoef(*out)[0, 1]) < 5 / np.sqrt(n)
     assert abs(np.corrcoef(out[0] ** 2, out[1] ** 2)[0, 1]) < 5 / np.sqrt(n)
+
+
+def test_fused_device_pass_equals_program_then_read():
+    """PreparedArray.sample_fused draws the same normals as program + read and differs only by rounding."""
+    from reliability.devices import load_device
+    from reliability.devices.prepared import PreparedArray
+
+    if not HAVE_NUMBA:
+        pytest.skip("the fused pass needs numba")
+    T = np.random.default_rng(0).uniform(0, 25, (97, 33)).astype(np.float32)   # odd size: the tail element
+    for name in ("pcm", "pcm:g_max=20"):
+        p = PreparedArray(load_device(name), T)
+        assert p.fused_ok(86400.0) and not p.fused_ok(0.0)      # no drift or read noise at t = 0
+        rng = np.random.default_rng(5)
+        a = p.read(p.program(rng), 86400.0, rng)
+        after_a = rng.random()
+        rng = np.random.default_rng(5)
+        b = p.sample_fused(rng, 86400.0)
+        assert rng.random() == after_a                            # the generator advanced identically
+        np.testing.assert_allclose(b, a, rtol=2e-5, atol=1e-5)
+        assert np.all(b >= 0)
+
+
+def test_fast_exp_polynomial_accuracy():
+    from numba import njit
+
+    from reliability.devices import _fastrandom as fr
+
+    if not HAVE_NUMBA:
+        pytest.skip("numba kernel")
+
+    @njit
+    def ev(x, o):
+        for i in range(x.size):
+            o[i] = fr._exp32_nb(x[i])
+
+    x = np.linspace(-80, 80, 400001).astype(np.float32)
+    o = np.empty_like(x)
+    ev(x, o)
+    rel = np.abs(o / np.exp(x.astype(np.float64)) - 1)
+    assert rel.max() < 2 * 2.0 ** -24 * 1.5
