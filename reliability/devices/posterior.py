@@ -290,14 +290,11 @@ class PosteriorDeviceModel(DeviceModel):
 
     @classmethod
     def load(cls, path) -> "PosteriorDeviceModel":
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelSpecError(f"device model file {path} does not exist.") from None
-        except json.JSONDecodeError as exc:
-            raise ModelSpecError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}.") from None
-        return cls.from_dict(d, base_dir=path.parent)
+        m = DeviceModel.load(path)          # dispatches here when the document has a "posterior" entry
+        if not isinstance(m, PosteriorDeviceModel):
+            raise ModelSpecError(f"{path} is a point device model (no 'posterior' entry); load it with "
+                                 "DeviceModel.load or load_device.")
+        return m
 
     def load_trace(self):
         """The sampler's trace (ArviZ InferenceData) stored beside the JSON file, if any."""

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from scipy import stats
 
+from tests.unit._onnx_models import linear_onnx
 from reliability.cim import load_onnx
 from reliability.errors import ReliabilityError
 from reliability.sampling import estimate_tail
@@ -22,13 +22,7 @@ from reliability.sampling import estimate_tail
 CASE = Path(__file__).resolve().parents[2].parent / "shared" / "cases" / "digits_mlp_s05"
 
 
-def _linear(W, b):
-    g = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "W", "b"], ["y"], name="fc")], "lin",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", W.shape[0]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", W.shape[1]])],
-        [numpy_helper.from_array(W.astype(np.float32), "W"), numpy_helper.from_array(b.astype(np.float32), "b")])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+_linear = linear_onnx
 
 
 def _orthant_case():

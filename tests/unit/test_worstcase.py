@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
+from tests.unit._onnx_models import linear_onnx
 from reliability.cim import load_onnx
 from reliability.cim.latent import LatentChips
 from reliability.cim.simulate import ChipSimulator
@@ -30,13 +30,7 @@ SIGMA = 0.05
 FAST = {"random_chips": 20, "restarts": 4, "iterations": 20, "sensitivity": False}
 
 
-def _linear_onnx(W, b):
-    g = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "W", "b"], ["y"], name="fc")], "lin",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", W.shape[0]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", W.shape[1]])],
-        [numpy_helper.from_array(W.astype(np.float32), "W"), numpy_helper.from_array(b.astype(np.float32), "b")])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+_linear_onnx = linear_onnx
 
 
 def _linear_case(seed=1, n=40, K=6, C=4):
