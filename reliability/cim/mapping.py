@@ -159,15 +159,22 @@ class LayerMapping:
         return int(self.targets.size)
 
     # ------------------------------------------------------------------ decode (linear)
-    def decode(self, g):
-        """Effective weights from conductances ``g`` of shape (S, r, slices, signs, K, N) -> (S, K, N)."""
+    def decode(self, g, out=None):
+        """Effective weights from conductances ``g`` of shape (S, r, slices, signs, K, N) -> (S, K, N)
+        (written into ``out`` when given: an (S, K, N) array of ``g``'s dtype)."""
         dt = g.dtype.type
         if self.kind == "weight":
-            return g[:, 0, 0, 0] * dt(self.coef[0, 0])
+            return np.multiply(g[:, 0, 0, 0], dt(self.coef[0, 0]), out=out)
         v = g[:, 0] if g.shape[1] == 1 else g.mean(axis=1)                  # (S, slices, signs, K, N)
         c = (self.coef * self.spec.devices_per_weight).astype(g.dtype)
         # code = sum_ij c_ij (v_ij - g_min) - offset: the g_min terms sum to a constant
-        code = np.einsum("sijkn,ij->skn", v, c, optimize=True)
+        if out is not None and v.shape[1] * v.shape[2] == 2:                # one slice, a pair: no einsum
+            a, b = v.reshape((v.shape[0], 2) + v.shape[3:])[:, 0], v.reshape((v.shape[0], 2) + v.shape[3:])[:, 1]
+            cc = c.reshape(-1)
+            code = np.multiply(a, cc[0], out=out)
+            code += b * cc[1]
+        else:
+            code = np.einsum("sijkn,ij->skn", v, c, optimize=True, out=out)
         const = dt(self.offset_code + self.coef_lo * c.sum())
         if const:
             code -= const

@@ -102,6 +102,7 @@ class ChipSimulator:
         self.n_posterior = int(getattr(self.device, "n_draws", 0) or 0)
         self._prep_cache: OrderedDict = OrderedDict()
         self._prep_lock = threading.Lock()
+        self._local = threading.local()
         self.periphery = Periphery(self.spec.periphery, self.maps, self.spec.mapping.tile_rows)
         self.threads = int(threads or os.cpu_count() or 1)
         self._calibrated_on = None
@@ -112,11 +113,13 @@ class ChipSimulator:
         state = self.__dict__.copy()
         state["_prep_lock"] = None
         state["_prep_cache"] = OrderedDict()
+        state["_local"] = None
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._prep_lock = threading.Lock()
+        self._local = threading.local()
 
     # ------------------------------------------------------------------ chips
     @property
@@ -126,6 +129,17 @@ class ChipSimulator:
     def quantized_weights(self) -> list[np.ndarray]:
         """The weights the chip would hold with noiseless devices (mapping round trip)."""
         return [m.Wq for m in self.maps]
+
+    def _buffer(self, li: int, p) -> np.ndarray:
+        """A per-thread scratch array for layer ``li``'s conductances (reused chip after chip: no
+        fresh pages to fault in for every chip)."""
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None:
+            bufs = self._local.bufs = {}
+        b = bufs.get(li)
+        if b is None or b.shape != p.shape or b.dtype != p.dtype:
+            b = bufs[li] = np.empty(p.shape, dtype=p.dtype)
+        return b
 
     def prepared_for(self, j: int) -> list[PreparedArray]:
         """The per-layer prepared arrays of posterior draw ``j`` (cached, least recently used out)."""
@@ -157,13 +171,16 @@ class ChipSimulator:
             dest = None if out is None else out[li]
             direct = dest is not None and m.kind == "weight" and not keep_conductances and not comp
             if not comp and p.fused_ok(self.spec.time_s):       # program + read in one pass
-                g = p.sample_fused(rng, self.spec.time_s, out=dest.reshape(p.shape) if direct else None)[None]
+                buf = dest.reshape(p.shape) if direct else (None if keep_conductances else self._buffer(li, p))
+                g = p.sample_fused(rng, self.spec.time_s, out=buf)[None]
             else:
                 prog = p.program(rng, out=dest.reshape(p.shape) if direct else None)
                 g = p.read(prog, self.spec.time_s, rng)[None]
             if direct and g.base is not None and np.shares_memory(g, dest):
                 np.multiply(dest, self.dtype.type(m.coef[0, 0]), out=dest)      # in place: W = g * max|W|
                 W = dest
+            elif dest is not None and g.dtype == self.dtype:
+                W = m.decode(g, out=dest[None])[0]                 # straight into the chunk's slot
             else:
                 W = m.decode(g)[0].astype(self.dtype, copy=False)
                 if dest is not None:
