@@ -168,7 +168,7 @@ class LayerMapping:
         v = g[:, 0] if g.shape[1] == 1 else g.mean(axis=1)                  # (S, slices, signs, K, N)
         c = (self.coef * self.spec.devices_per_weight).astype(g.dtype)
         # code = sum_ij c_ij (v_ij - g_min) - offset: the g_min terms sum to a constant
-        if out is not None and v.shape[1] * v.shape[2] == 2:                # one slice, a pair: no einsum
+        if v.shape[1] * v.shape[2] == 2:          # one slice, a pair: no einsum, one order on every path
             a, b = v.reshape((v.shape[0], 2) + v.shape[3:])[:, 0], v.reshape((v.shape[0], 2) + v.shape[3:])[:, 1]
             cc = c.reshape(-1)
             code = np.multiply(a, cc[0], out=out)
