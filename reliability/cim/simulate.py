@@ -28,6 +28,22 @@ from reliability.errors import ReliabilityError
 __all__ = ["ChipSimulator", "SimulationResult", "ChipDraw", "chip_rng"]
 
 
+def traced_peak(fn) -> int:
+    """Peak bytes Python allocates while ``fn()`` runs, above what was allocated before
+    (tracemalloc; left running if it already was)."""
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+
+
 _PREP_CACHE = 8   # posterior draws whose prepared arrays are kept
 
 
@@ -268,17 +284,7 @@ class ChipSimulator:
                        + m.n_devices * self.dtype.itemsize * 3 for m in self.maps)
         probe = x[: min(len(x), 32)]
         draws = self.draw_chips([0, 1], seed=0)
-        was_tracing = tracemalloc.is_tracing()
-        if not was_tracing:
-            tracemalloc.start()
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        try:
-            self.logits(probe, draws)
-            peak = tracemalloc.get_traced_memory()[1] - base
-        finally:
-            if not was_tracing:
-                tracemalloc.stop()
+        peak = traced_peak(lambda: self.logits(probe, draws))
         per_chip_sample = peak / (2 * len(probe))
         per = per_chip + per_chip_sample * len(x)
         s = int(max(1, min(n_chips, budget // max(per, 1))))

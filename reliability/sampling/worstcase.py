@@ -103,7 +103,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import tracemalloc
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,7 +110,8 @@ import polars as pl
 
 from reliability._json import jsonable
 from reliability.cim.latent import LatentChips
-from reliability.cim.simulate import ChipSimulator
+from reliability.cim.network import margin
+from reliability.cim.simulate import ChipSimulator, traced_peak
 from reliability.errors import ModelSpecError, ReliabilityError
 
 __all__ = [
@@ -299,18 +299,12 @@ class MarginObjective:
             probe = self.x[: min(self.n, 16)]
             zs = self.zeros(2)
             W, levels = self.weights(self.conductances(self.full(zs)))
-            was = tracemalloc.is_tracing()
-            if not was:
-                tracemalloc.start()
-            tracemalloc.reset_peak()
-            base = tracemalloc.get_traced_memory()[0]
-            try:
+
+            def probe_pass():
                 out, cache = self.sim.forward_weights(probe, W, levels, keep=True)
                 self.sim.network.backward(cache, np.zeros_like(out), input_grad=False)
-                peak = tracemalloc.get_traced_memory()[1] - base
-            finally:
-                if not was:
-                    tracemalloc.stop()
+
+            peak = traced_peak(probe_pass)
             self._per_chip_sample = max(peak / (2 * len(probe)), 1.0)
         budget = self.sim.spec.memory_budget_MB * 2**20
         return int(max(1, min(self.n, budget // (self._per_chip_sample * max(S, 1)))))
@@ -322,12 +316,7 @@ class MarginObjective:
         chips whose ``temperature`` is inf (or None), else of the soft count
         ``sum_n sigmoid(m_n / T)`` (see :func:`_search`)."""
         lg = np.asarray(logits, dtype=np.float64)
-        ar = np.arange(len(yb))
-        true = lg[:, ar, yb]
-        other = lg.copy()
-        other[:, ar, yb] = -np.inf
-        j = np.argmax(other, axis=-1)
-        mg = true - np.take_along_axis(other, j[..., None], axis=-1)[..., 0]
+        mg, dmg = margin(lg, yb, grad=True)          # dmg: +1 true class, -1 strongest wrong class
         loss = np.maximum(mg, -self.kappa).sum(axis=1)
         correct = (np.argmax(lg, axis=-1) == yb[None, :]).sum(axis=1)
         active = (mg > -self.kappa).astype(np.float64)
@@ -338,9 +327,7 @@ class MarginObjective:
                 Ts = T[soft]
                 sg = 1.0 / (1.0 + np.exp(-np.clip(mg[soft] / Ts, -60, 60)))
                 active[soft] = sg * (1 - sg) / Ts
-        G = np.zeros_like(lg)
-        G[:, ar, yb] = active
-        np.put_along_axis(G, j[..., None], -active[..., None], axis=-1)
+        G = dmg * active[..., None]
         return loss, correct, G, mg
 
     def counts(self, zs: list[np.ndarray], chunk: int = 16) -> np.ndarray:
