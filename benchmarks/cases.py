@@ -105,10 +105,11 @@ CASES = (
 def thresholds(hist: np.ndarray, probs=(1e-3, 1e-4)) -> list[tuple[int, float]]:
     """For each target probability, the count threshold whose reference probability is nearest
     (in log) and has at least 100 reference chips in the event."""
-    cdf = np.cumsum(hist) / hist.sum()
+    cum = np.cumsum(hist)
+    cdf = cum / hist.sum()
+    ok = np.flatnonzero(cum >= 100)
     out = []
     for p in probs:
-        ok = np.flatnonzero(np.cumsum(hist) >= 100)
         if not ok.size:
             continue
         c = int(ok[np.argmin(np.abs(np.log(cdf[ok]) - np.log(p)))])

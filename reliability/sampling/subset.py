@@ -4,9 +4,10 @@ Algorithm (Au & Beck 2001; pCN moves as in Cotter et al. 2013, exact for N(0, I)
 level 0 draws ``N`` independent chips (chip ``i`` keyed by ``(seed, i)``); each further level keeps
 the ``N p0`` lowest-scoring chips as seeds and grows Markov chains from them with proposals
 ``z' = sqrt(1 - rho^2) z + rho xi``, accepted when the proposal's score stays below the level's
-threshold; ``rho`` adapts towards an acceptance rate of 30 %.  Level ``j + 1`` has ``p0 N_j`` chains
-whose length is set from the budget left (see :class:`SubsetSimulation`).  ``P(score < c)`` for any ``c`` is
-``p0^j * (fraction of level-j chips below c)`` at the deepest level whose threshold lies above c.
+threshold; ``rho`` adapts towards an acceptance rate of 30 %.  Level ``j + 1`` has ``p0 N_j``
+chains whose length is set from the budget left (see :class:`SubsetSimulation`).  ``P(score < c)``
+for any ``c`` is ``p0^j * (fraction of level-j chips below c)`` at the deepest level whose
+threshold lies above c.
 
 Uncertainty: the coefficient of variation of each level's fraction is
 ``(1 - p) / (N p) * (1 + gamma)`` with ``gamma`` from the lag correlations of the indicator along the
@@ -143,8 +144,9 @@ class SubsetSimulation:
 
         Thresholds: the score falls by about the last level's step per level (at level 0, the step
         between the ``p0`` and ``p0^2`` quantiles), and the run stops at the level whose own
-        ``p0`` quantile is below the deepest threshold: ``(b_next - c_min) / step`` levels.  Quantiles: ``log(min_prob / P(next level)) / log(p0)``.  Half a level is added
-        as a margin: a run that falls short of its deepest target is flagged, a leftover is not."""
+        ``p0`` quantile is below the deepest threshold: ``(b_next - c_min) / step`` levels.
+        Quantiles: ``log(min_prob / P(next level)) / log(p0)``.  Half a level is added as a margin:
+        a run that falls short of its deepest target is flagged, a leftover is not."""
         lv = run.levels[-1]
         p_next = lv.prob * self.p0
         need = 1.0
