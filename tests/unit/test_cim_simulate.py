@@ -212,3 +212,31 @@ def test_pcm_pairs_give_the_same_chip_on_every_path():
     # and the decode of the kept conductances is the mapping's linear decode
     g = kept[0].conductances[0][None]
     np.testing.assert_array_equal(sim.maps[0].decode(g)[0], fast[0].weights[0])
+
+
+# ---------------------------------------------------------------- counts and loss in one pass
+def test_correct_and_loss_matches_numpy_route_with_ties_and_nan():
+    from reliability.cim._kernels import correct_and_loss
+    from reliability.cim.network import softmax_cross_entropy
+
+    rng = np.random.default_rng(3)
+    for dt in (np.float32, np.float64):
+        z = rng.standard_normal((5, 40, 7)).astype(dt)
+        y = rng.integers(0, 7, 40)
+        z[0, 0, :] = 1.0                        # a full tie: the first class wins, as in np.argmax
+        z[1, 2, 4] = np.nan                     # a NaN counts as the maximum
+        z[2, 3, :2] = 9.0
+        c, loss = correct_and_loss(z, y)
+        c2, loss2 = correct_and_loss(z, y, use_numba=False)
+        ref = (np.argmax(z, axis=-1) == y[None]).sum(axis=1)
+        assert np.array_equal(c, ref) and np.array_equal(c2, ref)
+        want = softmax_cross_entropy(z, y, grad=False).mean(axis=1)
+        np.testing.assert_allclose(loss, want, rtol=1e-12, equal_nan=True)
+        assert np.isnan(loss[1]) and np.all(np.isfinite(loss[[0, 2, 3, 4]]))
+
+
+def test_correct_and_loss_rejects_labels_outside_the_outputs():
+    from reliability.cim._kernels import correct_and_loss
+
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        correct_and_loss(np.zeros((1, 2, 3), np.float32), np.array([0, 3]))
