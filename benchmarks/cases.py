@@ -1,50 +1,131 @@
 """Tail-accuracy cases built here, with brute-force references, beside the public case.
 
-Each case is a small ReLU MLP trained with scikit-learn (fixed seeds) on the digits data
-(``reliability.data.evalset.digits_evalset``: the evaluation set is the same 597 samples the public
-case uses) under ``weight-gaussian`` variation, and a reference histogram of the number of correct
-samples per chip from plain Monte Carlo over ``chips`` chips, computed by an independent numpy
-implementation (numpy's own normals, the MLP written out from scikit-learn's coefficients), so
-the reference also checks the toolkit's simulator.  References are cached in ``benchmarks/.cache`` (delete it to recompute).
+Every case is a network trained here with fixed seeds, an evaluation set and ``weight-gaussian``
+variation (every Gemm/Conv weight gets independent N(0, (sigma * max|W_layer|)^2) noise, biases
+exact), with a reference histogram of the number of correct samples per chip from plain Monte
+Carlo over ``chips`` chips:
 
-The references cost minutes (about 10^6 to 4 x 10^6 chips each), so the estimators are checked
-against them only where the reference itself has at least 100 chips in the event (relative error
-<= 10 %): around p = 1e-3 to 1e-4 for these sizes.  ``python benchmarks/cases.py`` builds them.
+- ``digits_mlp16_s10``, ``digits_mlp48x24_s07``: ReLU MLPs (64-16-10, 64-48-24-10) trained with
+  scikit-learn on the digits data (``reliability.data.evalset.digits_evalset``: the evaluation set
+  is the same 597 samples the public case uses), sigma 0.10 and 0.07.
+- ``digits_cnn_s05``: a LeNet-style CNN on the same digits (1 x 8 x 8): conv 3 x 3 (8 channels,
+  pad 1) - relu - maxpool 2 - flatten - 32 - relu - 10, built with onnx.helper
+  (``models.digits_cnn``) and trained with Adam through the toolkit's own backward pass
+  (``models.train_adam``; weights only, biases stay 0), sigma 0.05.
+- ``fmnist_mlp32_s03``: a 784-32-10 ReLU MLP trained with scikit-learn on the first 20,000
+  Fashion-MNIST training images (``reliability.data.evalset.fashion_mnist``, pixels in [0, 1]);
+  evaluation set: the first 600 test images; sigma 0.03.
+
+The references are computed by an independent numpy implementation, not the toolkit's simulator
+(numpy's own normals, float32, the network written out by hand from scikit-learn's coefficients or
+the ONNX initializers), so they also check the simulator.  They are cached in ``benchmarks/.cache``
+(``<name>.npz``; delete a file to recompute that case).
+
+The references cost minutes to tens of minutes (10^6 to 2 x 10^6 chips each), so the estimators
+are checked against them only where the reference itself has at least 100 chips in the event
+(relative error <= 10 %): around p = 1e-3 to 1e-4 for these sizes.  ``python benchmarks/cases.py``
+builds them.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 
 
 @dataclass(frozen=True)
 class BuiltCase:
+    """A case: :meth:`network` gives ``(Network, X, y)``; :meth:`reference` the brute-force histogram
+    from ``chips`` chips drawn with ``np.random.Generator(np.random.PCG64(seed))``.
+
+    Subclasses provide the trained network (:meth:`network`), the clean parameters of the
+    independent implementation (:meth:`_clean`) and its forward pass for a batch of chips
+    (:meth:`_chips_correct`).
+    """
+
     name: str
-    hidden: tuple
     sigma: float
     chips: int
     seed: int = 12345
 
+    #: chips per batch of the reference (the random stream depends on it: changing it changes the
+    #: reference chips) and the BLAS threads it uses (None: the library's default)
+    CHIP_BATCH: ClassVar[int] = 500
+    BLAS_THREADS: ClassVar[int | None] = None
+
+    @property
+    def variation(self) -> str:
+        return f"weight-gaussian:sigma={self.sigma}"
+
+    def network(self):
+        """``(Network, X, y)``: the trained network in the toolkit and the evaluation set."""
+        raise NotImplementedError
+
+    def _meta(self) -> dict:
+        """What the cache file records about the case besides the histogram."""
+        return {"variation": self.variation}
+
+    def _clean(self):
+        """``(X, y, params)``: evaluation set and the clean parameters :meth:`_chips_correct` uses."""
+        raise NotImplementedError
+
+    def _chips_correct(self, params, X, y, rng, B: int) -> np.ndarray:
+        """Number of correct samples on each of ``B`` fresh chips drawn from ``rng`` (shape ``(B,)``)."""
+        raise NotImplementedError
+
+    def reference(self, progress: bool = True) -> np.ndarray:
+        """Histogram: entry c = number of reference chips with exactly c samples correct."""
+        from threadpoolctl import threadpool_limits
+
+        path = CACHE / f"{self.name}.npz"
+        if path.exists():
+            z = np.load(path)
+            if int(z["chips"]) == self.chips:
+                return z["hist"]
+        X, y, params = self._clean()
+        rng = np.random.Generator(np.random.PCG64(self.seed))
+        hist = np.zeros(len(y) + 1, dtype=np.int64)
+        t0 = time.perf_counter()
+        batch, every = self.CHIP_BATCH, max(1, 200_000 // self.CHIP_BATCH)
+        with threadpool_limits(self.BLAS_THREADS):
+            for s0 in range(0, self.chips, batch):
+                B = min(batch, self.chips - s0)
+                hist += np.bincount(self._chips_correct(params, X, y, rng, B), minlength=len(y) + 1)
+                if progress and (s0 // batch) % every == 0:
+                    print(f"  {self.name}: {s0 + B:,} chips, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        if progress:
+            print(f"  {self.name}: {self.chips:,} chips done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        CACHE.mkdir(exist_ok=True)
+        np.savez(path, hist=hist, chips=self.chips, meta=json.dumps(self._meta()))
+        return hist
+
+
+@dataclass(frozen=True)
+class MLPCase(BuiltCase):
+    """A ReLU MLP (hidden sizes ``hidden``) trained with scikit-learn's ``MLPClassifier``
+    (``random_state=0``, ``max_iter`` epochs of Adam) on ``data``: ``"digits"`` (train on the first
+    1,200 samples, evaluate on the other 597) or ``"fashion-mnist"`` (train on the first 20,000
+    training images, evaluate on the first 600 test images; 784 features in [0, 1])."""
+
+    hidden: tuple = ()
+    data: str = "digits"
+    max_iter: int = 400
+
     def classifier(self):
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.neural_network import MLPClassifier
-
-        from reliability.data.evalset import digits_evalset
-
-        Xtr, ytr, Xev, yev = digits_evalset()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf = MLPClassifier(hidden_layer_sizes=self.hidden, max_iter=400, random_state=0).fit(Xtr, ytr)
-        return clf, Xev.astype(np.float32), yev.astype(np.int64)
+        """``(fitted MLPClassifier, X_eval, y_eval)`` (trained once per process)."""
+        return _sklearn_mlp(self.hidden, self.data, self.max_iter)
 
     def network(self):
         from reliability.cim import from_sklearn
@@ -52,53 +133,157 @@ class BuiltCase:
         clf, X, y = self.classifier()
         return from_sklearn(clf), X, y
 
-    @property
-    def variation(self) -> str:
-        return f"weight-gaussian:sigma={self.sigma}"
+    def _meta(self) -> dict:
+        meta = {"variation": self.variation, "hidden": list(self.hidden)}
+        if self.data != "digits":
+            meta["data"] = self.data
+        return meta
 
-    def reference(self, progress: bool = True) -> np.ndarray:
-        """Histogram: entry c = number of reference chips with exactly c samples correct."""
-        path = CACHE / f"{self.name}.npz"
-        if path.exists():
-            z = np.load(path)
-            if int(z["chips"]) == self.chips:
-                return z["hist"]
-        # an independent implementation of the case (not the toolkit's simulator): numpy's own
-        # normals, the MLP written out by hand from scikit-learn's coefficients
+    def _clean(self):
+        # the MLP written out by hand from scikit-learn's coefficients: W (K, H) in x @ W orientation
         clf, X, y = self.classifier()
         Ws = [np.asarray(w, dtype=np.float32) for w in clf.coefs_]
         bs = [np.asarray(b, dtype=np.float32) for b in clf.intercepts_]
         sd = [np.float32(self.sigma * np.abs(w).max()) for w in Ws]
-        rng = np.random.Generator(np.random.PCG64(self.seed))
-        hist = np.zeros(len(y) + 1, dtype=np.int64)
-        t0 = time.perf_counter()
-        batch = 500
-        for s0 in range(0, self.chips, batch):
-            B = min(batch, self.chips - s0)
-            h = None
-            for j, (w, b, s) in enumerate(zip(Ws, bs, sd)):
-                noisy = w + s * rng.standard_normal((B,) + w.shape, dtype=np.float32)
-                if h is None:   # first layer: one GEMM for all chips, X (n, K) @ (K, B * H)
-                    K, H = w.shape
-                    h = (X @ noisy.transpose(1, 0, 2).reshape(K, B * H)).reshape(len(X), B, H).transpose(1, 0, 2)
-                    h = np.ascontiguousarray(h) + b
-                else:
-                    h = np.matmul(h, noisy) + b
-                if j < len(Ws) - 1:
-                    np.maximum(h, 0, out=h)
-            correct = (np.argmax(h, axis=-1) == y[None, :]).sum(axis=1)
-            hist += np.bincount(correct, minlength=len(y) + 1)
-            if progress and (s0 // batch) % 400 == 0:
-                print(f"  {self.name}: {s0 + B:,} chips, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        CACHE.mkdir(exist_ok=True)
-        np.savez(path, hist=hist, chips=self.chips, meta=json.dumps({"variation": self.variation,
-                                                                     "hidden": list(self.hidden)}))
-        return hist
+        return X, y, (Ws, bs, sd)
+
+    def _chips_correct(self, params, X, y, rng, B):
+        Ws, bs, sd = params
+        h = None
+        for j, (w, b, s) in enumerate(zip(Ws, bs, sd)):
+            noisy = w + s * rng.standard_normal((B,) + w.shape, dtype=np.float32)
+            if h is None:   # first layer: one GEMM for all chips, X (n, K) @ (K, B * H)
+                K, H = w.shape
+                h = (X @ noisy.transpose(1, 0, 2).reshape(K, B * H)).reshape(len(X), B, H).transpose(1, 0, 2)
+                h = np.ascontiguousarray(h) + b
+            else:
+                h = np.matmul(h, noisy) + b
+            if j < len(Ws) - 1:
+                np.maximum(h, 0, out=h)
+        return (np.argmax(h, axis=-1) == y[None, :]).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class CNNCase(BuiltCase):
+    """``models.digits_cnn`` (He init, ``init_seed``) trained by ``models.train_adam`` on the first
+    1,200 digits (``epochs`` epochs, minibatches of ``minibatch``, learning rate ``lr``, order from
+    ``train_seed``); evaluated on the other 597, inputs ``(n, 1, 8, 8)``."""
+
+    epochs: int = 30
+    minibatch: int = 64
+    lr: float = 3e-3
+    init_seed: int = 0
+    train_seed: int = 0
+
+    WEIGHTS: ClassVar[tuple] = ("C1", "F1", "F2")   # initializers of the analog layers, in execution order
+    # small batches keep the conv activations in cache; single-threaded BLAS: the per-chip
+    # products are small, and threaded OpenBLAS only adds synchronisation (a lot on a busy machine)
+    CHIP_BATCH: ClassVar[int] = 25
+    BLAS_THREADS: ClassVar[int | None] = 1
+
+    def model(self):
+        """``(onnx.ModelProto, X, y)``: the trained ONNX model and the evaluation set (trained once
+        per process)."""
+        return _digits_cnn(self.epochs, self.minibatch, self.lr, self.init_seed, self.train_seed, self.WEIGHTS)
+
+    def network(self):
+        from reliability.cim import load_onnx
+
+        proto, X, y = self.model()
+        return load_onnx(proto), X, y
+
+    def _meta(self) -> dict:
+        return {"variation": self.variation, "model": "digits_cnn", "epochs": self.epochs, "minibatch": self.minibatch,
+                "lr": self.lr}
+
+    def _clean(self):
+        # the CNN written out by hand from the ONNX initializers, in ONNX layouts: conv C1
+        # (out, in, kh, kw) with bias c1; Gemm F1, F2 with transB=1 (y = x @ F.T + f)
+        from onnx import numpy_helper
+
+        proto, X, y = self.model()
+        p = {i.name: numpy_helper.to_array(i).astype(np.float32) for i in proto.graph.initializer}
+        n = len(X)
+        # im2col of the (clean, shared) input padded by 1: column kh * 3 + kw is the shifted slice
+        # xp[h + kh, w + kw] for output pixel (h, w); rows ordered (dy, dx, sample, i, j) for output
+        # pixel (2i + dy, 2j + dx), so that 2 x 2 max pooling is the maximum over the 4 row blocks
+        xp = np.pad(X[:, 0], ((0, 0), (1, 1), (1, 1)))
+        cols = np.empty((2, 2, n, 4, 4, 9), dtype=np.float32)
+        for kh in range(3):
+            for kw in range(3):
+                cols[..., kh * 3 + kw] = xp[:, kh:kh + 8, kw:kw + 8].reshape(n, 4, 2, 4, 2).transpose(2, 4, 0, 1, 3)
+        cols = cols.reshape(4, n * 16, 9)
+        sd = {k: np.float32(self.sigma * np.abs(p[k]).max()) for k in self.WEIGHTS}
+        return X, y, (cols, p, sd)
+
+    def _chips_correct(self, params, X, y, rng, B):
+        cols, p, sd = params
+        n = len(X)
+        C1, F1, F2 = (p[k] + sd[k] * rng.standard_normal((B,) + p[k].shape, dtype=np.float32) for k in self.WEIGHTS)
+        # conv of all chips as one batched matmul per pooling offset, (n * 16, 9) @ (B, 9, 8) ->
+        # (B, n * 16, 8); max pooling first, then bias and relu (exact in float32: rounding and
+        # relu are monotone and the bias is constant over each pooling window)
+        Wc = C1.reshape(B, 8, 9).transpose(0, 2, 1)
+        h = np.matmul(cols[0], Wc)
+        for d in range(1, 4):
+            np.maximum(h, np.matmul(cols[d], Wc), out=h)
+        h += p["c1"]
+        np.maximum(h, 0, out=h)
+        # flatten in NCHW order as ONNX Flatten does: (B, n, i * 4 + j, c) -> feature c * 16 + i * 4 + j
+        f = h.reshape(B, n, 16, 8).transpose(0, 1, 3, 2).reshape(B, n, 128)
+        h = np.matmul(f, F1.transpose(0, 2, 1)) + p["f1"]
+        np.maximum(h, 0, out=h)
+        out = np.matmul(h, F2.transpose(0, 2, 1)) + p["f2"]
+        return (np.argmax(out, axis=-1) == y[None, :]).sum(axis=1)
+
+
+def _mlp_data(data: str):
+    """``(X_train, y_train, X_eval, y_eval)`` of an :class:`MLPCase`, features flattened."""
+    if data == "digits":
+        from reliability.data.evalset import digits_evalset
+
+        return digits_evalset()
+    if data == "fashion-mnist":
+        from reliability.data.evalset import fashion_mnist
+
+        def flat(X, n):
+            return X[:n].reshape(n, -1).astype(np.float32)
+
+        Xtr, ytr = fashion_mnist("train")
+        Xte, yte = fashion_mnist("test")
+        return flat(Xtr, 20_000), ytr[:20_000], flat(Xte, 600), yte[:600]
+    raise ValueError(f"unknown data {data!r}")
+
+
+@functools.cache
+def _sklearn_mlp(hidden: tuple, data: str, max_iter: int):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    Xtr, ytr, Xev, yev = _mlp_data(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=hidden, max_iter=max_iter, random_state=0).fit(Xtr, ytr)
+    return clf, Xev.astype(np.float32), yev.astype(np.int64)
+
+
+@functools.cache
+def _digits_cnn(epochs: int, minibatch: int, lr: float, init_seed: int, train_seed: int, weights: tuple):
+    from models import digits_cnn, train_adam
+
+    from reliability.data.evalset import digits_evalset
+
+    Xtr, ytr, Xev, yev = digits_evalset()
+    Xtr, Xev = Xtr.reshape(-1, 1, 8, 8), Xev.reshape(-1, 1, 8, 8)
+    proto = train_adam(digits_cnn(init_seed), Xtr, ytr, epochs, minibatch, lr, train_seed, weights)
+    return proto, Xev.astype(np.float32), yev.astype(np.int64)
 
 
 CASES = (
-    BuiltCase("digits_mlp16_s10", (16,), 0.10, 2_000_000),
-    BuiltCase("digits_mlp48x24_s07", (48, 24), 0.07, 2_000_000),
+    MLPCase("digits_mlp16_s10", 0.10, 2_000_000, hidden=(16,)),
+    MLPCase("digits_mlp48x24_s07", 0.07, 2_000_000, hidden=(48, 24)),
+    CNNCase("digits_cnn_s05", 0.05, 2_000_000),
+    MLPCase("fmnist_mlp32_s03", 0.03, 1_000_000, hidden=(32,), data="fashion-mnist", max_iter=60),
 )
 
 

@@ -1,5 +1,7 @@
 """Benchmark networks built with onnx.helper (random He-initialized weights; speed does not depend
-on training): a 784-256-10 MLP and a LeNet-5 for 28 x 28 inputs."""
+on training): a 784-256-10 MLP, a LeNet-5 for 28 x 28 inputs and a small LeNet-style CNN for
+scikit-learn's 8 x 8 digits; and :func:`train_adam`, which trains an ONNX model's analog weights
+with Adam through the toolkit's own forward and backward passes."""
 
 from __future__ import annotations
 
@@ -56,3 +58,79 @@ def lenet5(seed: int = 0) -> onnx.ModelProto:
     g = helper.make_graph(nodes, "lenet5", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 28, 28])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def digits_cnn(seed: int = 0) -> onnx.ModelProto:
+    """LeNet-style CNN on 1 x 8 x 8: conv3x3(8, pad 1) - relu - maxpool2 - flatten - 32 - relu - 10."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        _init("C1", _he(rng, (8, 1, 3, 3), 9)), _init("c1", np.zeros(8)),
+        _init("F1", _he(rng, (32, 128), 128)), _init("f1", np.zeros(32)),
+        _init("F2", _he(rng, (10, 32), 32)), _init("f2", np.zeros(10)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "C1", "c1"], ["h1"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
+        helper.make_node("MaxPool", ["a1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p1"], ["f"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["f", "F1", "f1"], ["h2"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h2"], ["a2"], name="relu2"),
+        helper.make_node("Gemm", ["a2", "F2", "f2"], ["y"], name="fc2", transB=1),
+    ]
+    g = helper.make_graph(nodes, "digits_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def with_weights(model: onnx.ModelProto, weights, names) -> onnx.ModelProto:
+    """``model`` with the initializers ``names`` replaced, in place, by ``weights`` given in the
+    toolkit's ``(K, N)`` orientation (``y = x @ W``; one per analog layer, in execution order), each
+    transposed back to the initializer's ONNX layout (Gemm with ``transB=1``: ``(N, K)``; Conv:
+    ``(out, in, kh, kw)``).  Returns ``model``."""
+    inits = {i.name: i for i in model.graph.initializer}
+    for name, W in zip(names, weights, strict=True):
+        old = numpy_helper.to_array(inits[name])
+        new = numpy_helper.from_array(np.ascontiguousarray(W.T.reshape(old.shape)).astype(np.float32), name)
+        inits[name].CopyFrom(new)
+    return model
+
+
+def adam_weights(net, Xtr, ytr, epochs: int, batch: int, lr: float, seed: int) -> list[np.ndarray]:
+    """The analog weights of ``net`` (a :class:`reliability.cim.Network`) after ``epochs`` epochs of
+    Adam (betas 0.9, 0.999; eps 1e-8) on the mean softmax cross-entropy over minibatches of
+    ``batch`` samples (order from ``np.random.default_rng(seed)``), with the executor's own forward
+    and backward passes; biases stay as they are.  Returns one ``(K, N)`` float32 array per analog
+    layer."""
+    from reliability.cim.network import softmax_cross_entropy
+
+    rng = np.random.default_rng(seed)
+    weights = [layer.weight.astype(np.float32).copy() for layer in net.analog_layers]
+    m = [np.zeros_like(w) for w in weights]
+    v = [np.zeros_like(w) for w in weights]
+    t = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(ytr))
+        for s0 in range(0, len(order), batch):
+            idx = order[s0:s0 + batch]
+            out, cache_ = net.forward(Xtr[idx], weights=weights, keep=True)
+            _, g = softmax_cross_entropy(out, ytr[idx])
+            gw = net.backward(cache_, (g / len(idx)).astype(np.float32), input_grad=False).weights
+            t += 1
+            for w, a, b, d in zip(weights, m, v, gw):
+                d = d[0]
+                a *= 0.9
+                a += 0.1 * d
+                b *= 0.999
+                b += 0.001 * d * d
+                w -= lr * (a / (1 - 0.9 ** t)) / (np.sqrt(b / (1 - 0.999 ** t)) + 1e-8)
+    return weights
+
+
+def train_adam(model: onnx.ModelProto, Xtr, ytr, epochs: int, batch: int, lr: float, seed: int,
+               weight_names) -> onnx.ModelProto:
+    """``model`` trained by :func:`adam_weights`: its analog-layer initializers ``weight_names``
+    (in the executor's order of analog layers) replaced, in place, by the trained weights."""
+    from reliability.cim import load_onnx
+
+    weights = adam_weights(load_onnx(model), Xtr, ytr, epochs, batch, lr, seed)
+    return with_weights(model, weights, weight_names)

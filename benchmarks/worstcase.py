@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models import lenet5  # noqa: E402
+from models import adam_weights, lenet5, with_weights  # noqa: E402
+
+LENET5_WEIGHTS = ("C1", "C2", "F1", "F2", "F3")   # initializers of the analog layers, in order
 
 TARGET_S = 60.0
 
@@ -45,23 +47,9 @@ def _data():
     return "digits-28x28", up(Xtr), ytr, up(Xte), yte
 
 
-def _with_weights(model, weights):
-    """The ONNX model with its analog layers' weights replaced (``(K, N)`` -> ONNX layout)."""
-    from onnx import numpy_helper
-
-    names = ["C1", "C2", "F1", "F2", "F3"]
-    inits = {i.name: i for i in model.graph.initializer}
-    for name, W in zip(names, weights):
-        old = numpy_helper.to_array(inits[name])
-        new = numpy_helper.from_array(np.ascontiguousarray(W.T.reshape(old.shape)).astype(np.float32), name)
-        inits[name].CopyFrom(new)
-    return model
-
-
 def trained_lenet5(epochs: int = 2, batch: int = 128, lr: float = 2e-3, seed: int = 0):
     """LeNet-5 trained on the benchmark data (cached); returns ``(network, X_test, y_test, label)``."""
     from reliability.cim import load_onnx
-    from reliability.cim.network import softmax_cross_entropy
 
     label, Xtr, ytr, Xte, yte = _data()
     cache = Path(tempfile.gettempdir()) / f"reliability-bench-lenet5-{label}-e{epochs}-s{seed}.npz"
@@ -71,28 +59,9 @@ def trained_lenet5(epochs: int = 2, batch: int = 128, lr: float = 2e-3, seed: in
         with np.load(cache) as z:
             weights = [z[f"w{i}"] for i in range(len(net.analog_layers))]
     else:
-        rng = np.random.default_rng(seed)
-        weights = [layer.weight.astype(np.float32).copy() for layer in net.analog_layers]
-        m = [np.zeros_like(w) for w in weights]
-        v = [np.zeros_like(w) for w in weights]
-        t = 0
-        for _ in range(epochs):
-            order = rng.permutation(len(ytr))
-            for s0 in range(0, len(order), batch):
-                idx = order[s0:s0 + batch]
-                out, cache_ = net.forward(Xtr[idx], weights=weights, keep=True)
-                _, g = softmax_cross_entropy(out, ytr[idx])
-                gw = net.backward(cache_, (g / len(idx)).astype(np.float32), input_grad=False).weights
-                t += 1
-                for w, a, b, d in zip(weights, m, v, gw):
-                    d = d[0]
-                    a *= 0.9
-                    a += 0.1 * d
-                    b *= 0.999
-                    b += 0.001 * d * d
-                    w -= lr * (a / (1 - 0.9 ** t)) / (np.sqrt(b / (1 - 0.999 ** t)) + 1e-8)
+        weights = adam_weights(net, Xtr, ytr, epochs, batch, lr, seed)
         np.savez(cache, **{f"w{i}": w for i, w in enumerate(weights)})
-    return load_onnx(_with_weights(model, weights)), Xte, yte, label
+    return load_onnx(with_weights(model, weights, LENET5_WEIGHTS)), Xte, yte, label
 
 
 def run(n_images: int = 1000, bound: float = 3.0, sigma: float = 0.01) -> list[dict]:
