@@ -158,6 +158,7 @@ class _Runtime:
         self.batch = batch
         self.declared_batch = declared_batch
         self.dW: list = [None] * len(layers)
+        self.consumable: frozenset = frozenset()   # input positions the current op may overwrite
 
     def product(self, index: int, X: np.ndarray) -> np.ndarray:
         """The analog product of layer ``index`` (through the hook), without bias."""
@@ -241,6 +242,8 @@ class _Unary(_Op):
         x = xs[0]
         t = self.op_type
         if t == "Relu":
+            if 0 in getattr(rt, "consumable", ()):      # forward only, last use: overwrite
+                return [np.maximum(x, 0, out=x)], None
             y = np.maximum(x, 0)
             return [y], x
         if t == "LeakyRelu":
@@ -1216,6 +1219,8 @@ class Network:
         saves = []
         for i, op in enumerate(self._ops):
             xs = [env[n] if n else None for n in op.inputs]
+            if not keep and matmul is None:   # (a caller's hook might keep the arrays it returns)
+                rt.consumable = self._consumable(i, op, xs, env, consts)
             try:
                 ys, saved = op.forward(xs, rt)
             except ReliabilityError:
@@ -1238,6 +1243,23 @@ class Network:
                 f"must be the batch.  A model exported with a fixed batch size should be re-exported "
                 f"with a dynamic batch axis (torch.onnx.export(..., dynamic_axes=...))")
         return out, saves, ws, S
+
+    def _consumable(self, i, op, xs, env, consts) -> frozenset:
+        """Input positions of op ``i`` whose arrays it may overwrite (forward only): values used
+        for the last time, computed by an earlier op (not the input or a constant), named once by
+        the op and sharing memory with no other live value (a Flatten or Reshape view, say)."""
+        out = []
+        for k, n in enumerate(op.inputs):
+            if (not n or n not in self._free_after[i] or n in consts or n == self._input_name
+                    or op.inputs.count(n) > 1):
+                continue
+            a = xs[k]
+            if not isinstance(a, np.ndarray) or not a.flags.writeable:
+                continue
+            if any(m != n and isinstance(v, np.ndarray) and np.may_share_memory(a, v) for m, v in env.items()):
+                continue
+            out.append(k)
+        return frozenset(out)
 
     def backward(self, cache: Cache, grad_out, input_grad: bool = True) -> Gradients:
         """Per-chip gradients of a loss with ``dL/d(out) = grad_out``.

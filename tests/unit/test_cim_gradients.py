@@ -119,7 +119,7 @@ def _check_kinks(net, x, ws):
             orig[op] = op.forward
 
             def wrapped(xs, rt, op=op):
-                rec.setdefault(op, []).append(xs[0])
+                rec.setdefault(op, []).append(np.array(xs[0]))   # a copy: ReLU may run in place
                 return orig[op](xs, rt)
             op.forward = wrapped
     try:

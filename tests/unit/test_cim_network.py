@@ -739,3 +739,31 @@ def test_margin_gradient_matches_finite_differences():
         assert abs(fd[idx[:2]] - g[idx]) < 1e-6
         # only the sample's own logits move its margin
         assert np.count_nonzero(np.abs(fd) > 1e-9) <= 1
+
+
+def test_forward_only_relu_in_place_never_touches_a_value_still_needed():
+    """Forward without a cache runs ReLU in place on a value's last use only: a pre-activation
+    that a later node still reads (a residual Add here) and the caller's input stay intact."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((6, 6)).astype(np.float32)
+    inits = [numpy_helper.from_array(W, "W")]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
+             helper.make_node("Relu", ["h"], ["a"], name="relu"),
+             helper.make_node("Add", ["a", "h"], ["s"], name="add"),
+             helper.make_node("Relu", ["x"], ["rx"], name="relu_x"),
+             helper.make_node("Add", ["s", "rx"], ["y"], name="out")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])], inits)
+    net = load_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8))
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    x0 = x.copy()
+    h = x @ W
+    want = np.maximum(h, 0) + h + np.maximum(x, 0)
+    Ws = [np.stack([W, 2 * W])]
+    got = net.forward(x, weights=Ws)
+    np.testing.assert_allclose(got[0], want, rtol=1e-6)
+    np.testing.assert_allclose(got[1], np.maximum(2 * h, 0) + 2 * h + np.maximum(x, 0), rtol=1e-6)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(got, net.forward(x, weights=Ws, keep=True)[0])
