@@ -8,6 +8,10 @@ chip, map, run the network, accuracy and loss) are timed alternately; each figur
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # as `import reliability` does (see its __init__)
+
 import resource
 import sys
 import time

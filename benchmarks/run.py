@@ -22,6 +22,10 @@ grows with the toolkit; entries so far:
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # as `import reliability` does (see its __init__)
+
 import argparse
 import json
 import os

@@ -10,6 +10,10 @@ needs for 20 % relative error (error ~ 1/sqrt(budget)).  Plain Monte Carlo needs
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # as `import reliability` does (see its __init__)
+
 import sys
 import time
 from pathlib import Path

@@ -14,6 +14,10 @@ accuracies.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # as `import reliability` does (see its __init__)
+
 import sys
 import tempfile
 import time
