@@ -1,7 +1,7 @@
 """Tail-estimator efficiency: chip evaluations needed for 20 % relative error.
 
 On the public case digits_mlp_s05 (brute-force reference from 115.5 million chips), and on the
-cases built in ``cases.py`` (references from 2 million chips each), each estimator
+cases built in ``cases.py`` (references from 1 to 2 million chips each), each estimator
 (subset simulation; mean-shift importance sampling) is run ``R`` times with different seeds at a fixed budget; its empirical
 relative root-mean-square error against the reference at each threshold gives the evaluations it
 needs for 20 % relative error (error ~ 1/sqrt(budget)).  Plain Monte Carlo needs
