@@ -240,3 +240,20 @@ def test_correct_and_loss_rejects_labels_outside_the_outputs():
 
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         correct_and_loss(np.zeros((1, 2, 3), np.float32), np.array([0, 3]))
+
+
+def test_import_sets_a_short_openblas_thread_timeout_only_before_numpy_and_never_over_the_user():
+    import os
+    import subprocess
+
+    code = "import os, sys; {pre}import reliability; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+
+    def run(pre, extra=None):
+        out = subprocess.run([sys.executable, "-c", code.format(pre=pre)], env={**env, **(extra or {})},
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    assert run("") == "4"
+    assert run("", {"OPENBLAS_THREAD_TIMEOUT": "12"}) == "12"
+    assert run("import numpy; ") == "None"     # too late to matter: left alone
