@@ -4,7 +4,7 @@ Algorithm (Au & Beck 2001; pCN moves as in Cotter et al. 2013, exact for N(0, I)
 level 0 draws ``N`` independent chips (chip ``i`` keyed by ``(seed, i)``); each further level keeps
 the ``N p0`` lowest-scoring chips as seeds and grows Markov chains from them with proposals
 ``z' = sqrt(1 - rho^2) z + rho xi``, accepted when the proposal's score stays below the level's
-threshold; ``rho`` adapts towards an acceptance rate of 30 %.  Level ``j + 1`` has ``p0 N_j``
+threshold; ``rho`` adapts towards an acceptance rate of 45 %.  Level ``j + 1`` has ``p0 N_j``
 chains whose length is set from the budget left (see :class:`SubsetSimulation`).  ``P(score < c)``
 for any ``c`` is ``p0^j * (fraction of level-j chips below c)`` at the deepest level whose
 threshold lies above c.
@@ -117,12 +117,15 @@ class SubsetSimulation:
         level's chain length spreads the budget left over the levels still predicted to be needed
         (:meth:`levels_left`), so a run that needs few levels uses its whole budget on them.
     target_acceptance : float
-        Acceptance rate the pCN step size adapts to.
+        Acceptance rate the pCN step size adapts to.  0.45 (the adaptive conditional sampling
+        recommendation of Papaioannou et al. 2015): over 16 seeds of four built cases it lowered
+        the relative RMSE at p ~ 1e-3 and 1e-4 from 0.13-0.37 (at 0.30) to 0.10-0.27; 0.60 was
+        much worse (48 public-case seeds: 0.69 at 1.4e-5).
     """
 
     name = "subset-simulation"
 
-    def __init__(self, p0: float = 0.1, n_per_level: int | None = None, target_acceptance: float = 0.3,
+    def __init__(self, p0: float = 0.1, n_per_level: int | None = None, target_acceptance: float = 0.45,
                  rho0: float = 0.3):
         if not (0 < p0 < 0.5):
             raise ValueError(f"p0 must be in (0, 0.5); got {p0}.")
