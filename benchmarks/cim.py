@@ -8,9 +8,7 @@ chip, map, run the network, accuracy and loss) are timed alternately; each figur
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # as `import reliability` does (see its __init__)
+import reliability  # noqa: F401  (first: it sets OPENBLAS_THREAD_TIMEOUT before numpy loads)
 
 import resource
 import sys

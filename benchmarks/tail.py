@@ -10,9 +10,7 @@ needs for 20 % relative error (error ~ 1/sqrt(budget)).  Plain Monte Carlo needs
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # as `import reliability` does (see its __init__)
+import reliability  # noqa: F401  (first: it sets OPENBLAS_THREAD_TIMEOUT before numpy loads)
 
 import sys
 import time

@@ -14,9 +14,7 @@ accuracies.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")   # as `import reliability` does (see its __init__)
+import reliability  # noqa: F401  (first: it sets OPENBLAS_THREAD_TIMEOUT before numpy loads)
 
 import sys
 import tempfile

@@ -70,7 +70,7 @@ def correct_and_loss(logits, y, use_numba: bool | None = None):
         raise ValueError(f"logits must be (chips, samples, classes) and y (samples,); got {z.shape} and {y.shape}.")
     if y.size and (y.min() < 0 or y.max() >= z.shape[2]):
         raise ReliabilityError(f"labels must lie in [0, {z.shape[2]}) for {z.shape[2]} model outputs; "
-                         f"got labels from {y.min()} to {y.max()}; check that y matches the model's outputs.")
+                               f"got labels from {y.min()} to {y.max()}; check that y matches the model's outputs.")
     fast = HAVE_NUMBA if use_numba is None else (use_numba and HAVE_NUMBA)
     if not fast or z.dtype not in (np.float32, np.float64) or z.shape[1] == 0:
         return _numpy(z, y)
