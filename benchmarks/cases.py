@@ -21,10 +21,11 @@ The references are computed by an independent numpy implementation, not the tool
 the ONNX initializers), so they also check the simulator.  They are cached in ``benchmarks/.cache``
 (``<name>.npz``; delete a file to recompute that case).
 
-The references cost minutes to tens of minutes (10^6 to 2 x 10^6 chips each), so the estimators
-are checked against them only where the reference itself has at least 100 chips in the event
-(relative error <= 10 %): around p = 1e-3 to 1e-4 for these sizes.  ``python benchmarks/cases.py``
-builds them.
+The references cost minutes to tens of minutes per 2 x 10^6 chips, so the estimators are checked
+against them only where the reference itself has at least 100 chips in the event (relative error
+<= 10 %): around p = 1e-3 to 1e-4 for 10^6 to 2 x 10^6 chips, and down to 1e-5 for the 64-16-10
+MLP, whose reference has 2 x 10^7 chips (ten parts of 2 x 10^6, cached separately, about
+3 minutes each on one core).  ``python benchmarks/cases.py [--jobs N]`` builds them.
 """
 
 from __future__ import annotations
@@ -85,31 +86,65 @@ class BuiltCase:
         """Number of correct samples on each of ``B`` fresh chips drawn from ``rng`` (shape ``(B,)``)."""
         raise NotImplementedError
 
-    def reference(self, progress: bool = True) -> np.ndarray:
-        """Histogram: entry c = number of reference chips with exactly c samples correct."""
+    #: chips per part of the reference: part 0 is drawn from ``PCG64(seed)``, part ``k >= 1`` from
+    #: ``PCG64(SeedSequence((seed, k)))``; each part is cached on its own, so a deeper reference
+    #: (``chips`` a multiple of ``PART``) extends a shallower one and its parts can run in parallel
+    PART: ClassVar[int] = 2_000_000
+
+    def _part_path(self, k: int) -> Path:
+        return CACHE / (f"{self.name}.npz" if k == 0 else f"{self.name}-part{k}.npz")
+
+    def _part_chips(self, k: int) -> int:
+        return min(self.PART, self.chips - k * self.PART)
+
+    @property
+    def parts(self) -> int:
+        return -(-self.chips // self.PART)
+
+    def reference_part(self, k: int, progress: bool = True) -> np.ndarray:
+        """Histogram of part ``k`` (computed and cached when missing)."""
         from threadpoolctl import threadpool_limits
 
-        path = CACHE / f"{self.name}.npz"
+        chips = self._part_chips(k)
+        path = self._part_path(k)
         if path.exists():
             z = np.load(path)
-            if int(z["chips"]) == self.chips:
+            if int(z["chips"]) == chips:
                 return z["hist"]
         X, y, params = self._clean()
-        rng = np.random.Generator(np.random.PCG64(self.seed))
+        rng = np.random.Generator(np.random.PCG64(self.seed if k == 0 else np.random.SeedSequence((self.seed, k))))
         hist = np.zeros(len(y) + 1, dtype=np.int64)
         t0 = time.perf_counter()
         batch, every = self.CHIP_BATCH, max(1, 200_000 // self.CHIP_BATCH)
         with threadpool_limits(self.BLAS_THREADS):
-            for s0 in range(0, self.chips, batch):
-                B = min(batch, self.chips - s0)
+            for s0 in range(0, chips, batch):
+                B = min(batch, chips - s0)
                 hist += np.bincount(self._chips_correct(params, X, y, rng, B), minlength=len(y) + 1)
                 if progress and (s0 // batch) % every == 0:
-                    print(f"  {self.name}: {s0 + B:,} chips, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+                    print(f"  {self.name} part {k}: {s0 + B:,} chips, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         if progress:
-            print(f"  {self.name}: {self.chips:,} chips done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+            print(f"  {self.name} part {k}: {chips:,} chips done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         CACHE.mkdir(exist_ok=True)
-        np.savez(path, hist=hist, chips=self.chips, meta=json.dumps(self._meta()))
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, hist=hist, chips=chips, part=k, meta=json.dumps(self._meta()))
+        tmp.replace(path)
         return hist
+
+    def reference(self, progress: bool = True, jobs: int = 1) -> np.ndarray:
+        """Histogram: entry c = number of reference chips with exactly c samples correct (the sum of
+        the :attr:`parts`; missing parts are computed, ``jobs`` at a time in separate processes)."""
+        missing = [k for k in range(self.parts) if not self._part_path(k).exists()]
+        if jobs > 1 and len(missing) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(jobs) as ex:
+                list(ex.map(_compute_part, [(self, k) for k in missing]))
+        return sum(self.reference_part(k, progress) for k in range(self.parts))
+
+
+def _compute_part(args):
+    case, k = args
+    case.reference_part(k)
 
 
 @dataclass(frozen=True)
@@ -280,14 +315,14 @@ def _digits_cnn(epochs: int, minibatch: int, lr: float, init_seed: int, train_se
 
 
 CASES = (
-    MLPCase("digits_mlp16_s10", 0.10, 2_000_000, hidden=(16,)),
+    MLPCase("digits_mlp16_s10", 0.10, 20_000_000, hidden=(16,)),
     MLPCase("digits_mlp48x24_s07", 0.07, 2_000_000, hidden=(48, 24)),
     CNNCase("digits_cnn_s05", 0.05, 2_000_000),
     MLPCase("fmnist_mlp32_s03", 0.03, 1_000_000, hidden=(32,), data="fashion-mnist", max_iter=60),
 )
 
 
-def thresholds(hist: np.ndarray, probs=(1e-3, 1e-4)) -> list[tuple[int, float]]:
+def thresholds(hist: np.ndarray, probs=(1e-3, 1e-4, 1e-5)) -> list[tuple[int, float]]:
     """For each target probability, the count threshold whose reference probability is nearest
     (in log) and has at least 100 reference chips in the event."""
     cum = np.cumsum(hist)
@@ -295,14 +330,16 @@ def thresholds(hist: np.ndarray, probs=(1e-3, 1e-4)) -> list[tuple[int, float]]:
     ok = np.flatnonzero(cum >= 100)
     out = []
     for p in probs:
-        if not ok.size:
+        if not ok.size or cdf[ok[0]] > 2 * p:   # the reference cannot reach p with 100 chips
             continue
         c = int(ok[np.argmin(np.abs(np.log(cdf[ok]) - np.log(p)))])
-        out.append((c, float(cdf[c])))
+        if (c, float(cdf[c])) not in out:
+            out.append((c, float(cdf[c])))
     return out
 
 
 if __name__ == "__main__":
+    jobs = int(sys.argv[sys.argv.index("--jobs") + 1]) if "--jobs" in sys.argv else 1
     for case in CASES:
-        h = case.reference()
+        h = case.reference(jobs=jobs)
         print(case.name, "clean-ish mode", int(np.argmax(h)), thresholds(h))

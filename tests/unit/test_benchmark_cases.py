@@ -1,0 +1,66 @@
+"""The benchmark cases' brute-force references: parts, caching and threshold choice."""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import cases  # noqa: E402
+
+
+@dataclass(frozen=True)
+class CoinCase(cases.BuiltCase):
+    """A stand-in case: each chip gets Binomial(20, 0.9) samples right (no network needed)."""
+
+    PART: ClassVar[int] = 1_000
+    CHIP_BATCH: ClassVar[int] = 128
+
+    def _clean(self):
+        return np.zeros((20, 1)), np.zeros(20, dtype=np.int64), None
+
+    def _chips_correct(self, params, X, y, rng, B):
+        return rng.binomial(len(y), 0.9, size=B)
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(cases, "CACHE", tmp_path)
+    return tmp_path
+
+
+def test_reference_is_the_sum_of_independent_cached_parts(cache):
+    case = CoinCase("coin", 0.0, 3_500, seed=7)
+    assert case.parts == 4 and [case._part_chips(k) for k in range(4)] == [1_000, 1_000, 1_000, 500]
+    h = case.reference(progress=False)
+    assert h.sum() == 3_500 and h.size == 21
+    parts = [case.reference_part(k, progress=False) for k in range(4)]
+    np.testing.assert_array_equal(h, sum(parts))
+    assert sorted(p.name for p in cache.iterdir()) == ["coin-part1.npz", "coin-part2.npz", "coin-part3.npz", "coin.npz"]
+    assert not np.array_equal(parts[1], parts[2])          # parts are different streams
+    # part 0 is the single stream PCG64(seed) that a one-part reference of the same size draws
+    one = CoinCase("coin_single", 0.0, 1_000, seed=7).reference(progress=False)
+    np.testing.assert_array_equal(one, parts[0])
+    # a deeper reference extends a shallower one: its first parts are read back, not redrawn
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    deeper = CoinCase("coin", 0.0, 5_000, seed=7).reference(progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert all(after[k] == v for k, v in before.items() if k not in ("coin-part3.npz", "coin_single.npz"))
+    assert deeper.sum() == 5_000
+    np.testing.assert_array_equal(deeper - CoinCase("coin", 0.0, 5_000, seed=7).reference_part(3, False)
+                                  - CoinCase("coin", 0.0, 5_000, seed=7).reference_part(4, False), sum(parts[:3]))
+
+
+def test_thresholds_only_where_the_reference_has_100_chips_in_the_event():
+    hist = np.zeros(11, dtype=np.int64)
+    hist[10] = 10_000_000
+    hist[5] = 1_000      # P(count <= 5) = 1e-4
+    hist[3] = 150        # P(count <= 3) = 1.5e-5
+    hist[1] = 20         # too few chips
+    got = cases.thresholds(hist, probs=(1e-3, 1e-4, 1e-5, 1e-6))
+    cdf = np.cumsum(hist) / hist.sum()
+    assert [c for c, _ in got] == [5, 3]
+    assert got[0][1] == pytest.approx(cdf[5]) and got[1][1] == pytest.approx(cdf[3])
