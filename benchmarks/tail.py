@@ -21,12 +21,13 @@ import numpy as np
 CASE = Path(__file__).resolve().parents[1].parent / "shared" / "cases" / "digits_mlp_s05"
 
 
-def _cases(built: bool):
-    """(name, network, X, y, variation, reference histogram, count thresholds) of each case."""
+def _cases(built: bool, only=None):
+    """(name, network, X, y, variation, reference histogram, count thresholds) of each case
+    (``only``: the names to keep)."""
     from reliability.cim import load_onnx
 
     out = []
-    if CASE.exists():
+    if CASE.exists() and (only is None or "digits_mlp_s05" in only):
         z = np.load(CASE / "data.npz")
         out.append(("digits_mlp_s05", load_onnx(CASE / "model.onnx"), z["X"], z["y"], "weight-gaussian:sigma=0.05",
                     np.load(CASE / "reference_hist.npy").astype(float), (526, 523, 519)))
@@ -36,17 +37,25 @@ def _cases(built: bool):
         import cases
 
         for c in cases.CASES:
+            if only is not None and c.name not in only:
+                continue
             hist = c.reference().astype(float)
             net, X, y = c.network()
             out.append((c.name, net, X, y, c.variation, hist, tuple(k for k, _ in cases.thresholds(hist))))
     return out
 
 
-def run(repeats: int = 8, budget: int = 20000, built: bool = True, methods=("subset", "is")) -> list[dict]:
+def run(repeats: int = 8, budget: int = 20000, built: bool = True, methods=("subset", "is"), only=None,
+        quantiles: bool = False) -> list[dict]:
+    """One row per case, method and threshold.  With ``quantiles`` the runs also ask for the
+    accuracy quantile at each reference probability (the k-th percentile accuracy) and the rows
+    count how often its interval holds the reference's quantile and how far the estimate is from it
+    (in samples); asking for quantiles changes the run's plan, so the probability columns then
+    differ from a run without them."""
     from reliability.sampling import estimate_tail
 
     rows = []
-    for name, net, X, y, variation, ref, counts in _cases(built):
+    for name, net, X, y, variation, ref, counts in _cases(built, only):
         n = len(y)
         truth = [ref[: c + 1].sum() / ref.sum() for c in counts]
         for method in methods:
@@ -55,10 +64,20 @@ def run(repeats: int = 8, budget: int = 20000, built: bool = True, methods=("sub
             flagged = {c: 0 for c in counts}
             t0 = time.perf_counter()
             evals = []
+            cdf = np.cumsum(ref) / ref.sum()
+            # quantile probabilities in the middle (geometric) of each threshold count's step of the
+            # reference CDF, so that the reference quantile is that count without a knife edge
+            k_mid = [float(np.sqrt(cdf[c - 1] * cdf[c])) if cdf[c - 1] > 0 else float(cdf[c]) / 2 for c in counts]
+            q_ref = {c: int(np.searchsorted(cdf, k)) for c, k in zip(counts, k_mid)}
+            q_cover = {c: 0 for c in counts}
+            q_err = {c: [] for c in counts}
             for seed in range(repeats):
                 r = estimate_tail(net, X, y, variation, below=[c / n for c in counts], budget=budget, seed=seed,
-                                  method=method)
+                                  method=method, quantiles=k_mid if quantiles and method != "is" else ())
                 evals.append(r.evaluations)
+                for qe, c in zip(r.quantiles, counts):
+                    q_cover[c] += qe.ci95[0] * n - 1e-9 <= q_ref[c] <= qe.ci95[1] * n + 1e-9
+                    q_err[c].append(round(qe.accuracy * n) - q_ref[c])
                 for e, c, p in zip(r.estimates, counts, truth):
                     est[c].append(e.probability)
                     cover[c] += e.ci95[0] <= p <= e.ci95[1]
@@ -75,6 +94,11 @@ def run(repeats: int = 8, budget: int = 20000, built: bool = True, methods=("sub
                              "ci_coverage": f"{cover[c]}/{repeats}", "flagged": f"{flagged[c]}/{repeats}",
                              "evals_for_20pct": need, "mc_evals_for_20pct": mc, "gain": mc / need,
                              "seconds_per_run": secs})
+                if q_err[c]:
+                    e = np.array(q_err[c])
+                    rows[-1].update({"quantile_k": k_mid[counts.index(c)], "quantile_ref_count": q_ref[c], "quantile_ci_coverage": f"{q_cover[c]}/{repeats}",
+                                     "quantile_count_error_range": (int(e.min()), int(e.max())),
+                                     "quantile_count_error_rms": float(np.sqrt(np.mean(e ** 2)))})
     return rows
 
 
@@ -85,6 +109,10 @@ if __name__ == "__main__":
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--methods", default="subset,is")
     ap.add_argument("--no-built", action="store_true", help="only the public case")
+    ap.add_argument("--case", action="append", help="only this case (repeatable)")
+    ap.add_argument("--quantiles", action="store_true", help="also estimate the accuracy quantile at each reference "
+                    "probability and check it against the reference")
     a = ap.parse_args()
-    for r in run(a.repeats, built=not a.no_built, methods=tuple(a.methods.split(","))):
+    for r in run(a.repeats, built=not a.no_built, methods=tuple(a.methods.split(",")), only=a.case,
+                 quantiles=a.quantiles):
         print(r)
