@@ -26,6 +26,14 @@ __all__ = ["estimate_tail", "METHODS"]
 METHODS = ("auto", "subset", "mc", "is")
 MIN_EVENTS = 10
 MAX_COV = 1.0
+#: why mean-shift importance sampling is never called reliable on a network with hidden layers: its
+#: weights' diagnostics cannot see failure mass the single shift misses, and on such networks its
+#: intervals were measured to miss the truth far more often than 5 % of the time
+HIDDEN_LAYERS_REASON = (
+    "one mean shift on a network with hidden layers: failure mass away from the shift is missing from "
+    "the estimate and its interval without showing in the weights (benchmark, 64-16-10 MLP: 0 of 8 "
+    "intervals held the truth at p = 1e-4, 4 of 8 at 1e-5); use the default subset simulation for a "
+    "trustworthy interval")
 
 
 def _check(below, quantiles, budget):
@@ -209,6 +217,8 @@ def _importance(scorer, latent, below, counts_thr, quantiles, budget, seed, n, t
             reasons.append(f"Pareto k-hat {khat:.2f} > 0.7: weights too heavy-tailed for a trustworthy variance")
         if ess < 30:
             reasons.append(f"effective sample size {ess:.0f} < 30")
+        if len(scorer.sim.network.analog_layers) > 1:
+            reasons.append(HIDDEN_LAYERS_REASON)
         lo, hi = max(p - 1.96 * se, 0.0), min(p + 1.96 * se, 1.0)
         estimates.append(TailEstimate(a, p, se, (lo, hi), est.name, int(out["evaluations"]), ess, not reasons,
                                       "; ".join(reasons) or None, int(k), None if not math.isfinite(khat) else khat))

@@ -195,8 +195,9 @@ def test_mean_shift_importance_sampling_on_the_orthant_case():
 @pytest.mark.skipif(not CASE.exists(), reason="../shared/cases is not beside this checkout")
 def test_importance_sampling_verdicts_follow_its_diagnostics():
     """In 2,368 latent dimensions one mean shift catches only part of the failure mass, so the
-    weights' Pareto k-hat sits near 0.7 (../shared/notes): every estimate called reliable must have
-    passed the diagnostics, and every flagged one must say which failed."""
+    weights' Pareto k-hat sits near 0.7 (../shared/notes), and on a network with hidden layers the
+    intervals miss the truth too often (benchmarks/tail.py): no estimate is called reliable, every
+    weight diagnostic that fails is named, and the reason says why the method is not trusted here."""
     net = load_onnx(CASE / "model.onnx")
     z = np.load(CASE / "data.npz")
     n = len(z["y"])
@@ -204,7 +205,6 @@ def test_importance_sampling_verdicts_follow_its_diagnostics():
                         budget=5000, seed=1, method="is")
     for e in res.estimates:
         assert e.pareto_k is not None
-        if e.reliable:
-            assert e.pareto_k <= 0.7 and e.ess >= 30
-        else:
-            assert any(w in e.reason for w in ("k-hat", "effective sample size", "in the event"))
+        assert not e.reliable and "hidden layers" in e.reason and "subset simulation" in e.reason
+        assert ("k-hat" in e.reason) == (e.pareto_k > 0.7)
+        assert ("effective sample size" in e.reason) == (e.ess < 30)
