@@ -9,6 +9,11 @@ chains whose length is set from the budget left (see :class:`SubsetSimulation`).
 for any ``c`` is ``p0^j * (fraction of level-j chips below c)`` at the deepest level whose
 threshold lies above c.
 
+Ancestry: every level records how many distinct level-0 chips its chains descend from.  The chains
+move little per step, so a deep level's sample is only as diverse as that number (on the public
+case it falls from 333 seeds at level 1 to about 80 at level 4); :func:`estimate_tail` flags an
+estimate that rests on fewer than ``MIN_ANCESTORS`` of them.
+
 Uncertainty: the coefficient of variation of each level's fraction is
 ``(1 - p) / (N p) * (1 + gamma)`` with ``gamma`` from the lag correlations of the indicator along the
 chains (Au & Beck, eq. 29).  The standard error reported combines the levels as if fully positively
@@ -35,6 +40,7 @@ class Level:
     chain_scores: np.ndarray | None = None   # (n_chains, chain_length) for MCMC levels
     acceptance: float = float("nan")
     rho: float = float("nan")
+    ancestors: int = -1             # distinct level-0 chips the level's chains descend from (-1: unknown)
 
 
 @dataclass
@@ -197,7 +203,7 @@ class SubsetSimulation:
                         progress(min(N, s0 + step), budget)
                 scorer.set_scale(margins)
                 run.evaluations = N
-                run.levels.append(Level(scorer.combine(counts, margins), counts, 1.0, math.inf))
+                run.levels.append(Level(scorer.combine(counts, margins), counts, 1.0, math.inf, ancestors=N))
                 _save_checkpoint(checkpoint, fingerprint, run, None, rho, scorer)
             while True:
                 lv = run.levels[-1]
@@ -226,11 +232,13 @@ class SubsetSimulation:
                     # level-0 seeds are re-drawn from their keys (cheaper than keeping every vector)
                     seeds_z = latent.stack([latent.draw_chip(seed, int(i)) for i in order[:nc]])
                     seeds_s = lv.scores[order[:nc]]
+                    seeds_a = order[:nc].astype(np.int64)
                 else:
                     keep = np.argsort(buf[1], kind="stable")[:nc]
                     if keep.size < nc:
                         raise RuntimeError("subset simulation: seed buffer smaller than the level's seed count")
                     seeds_z, seeds_s = latent.take(buf[0], keep), buf[1][keep]
+                    seeds_a = buf[2][keep] if len(buf) > 2 else np.full(nc, -1, dtype=np.int64)
                 level_no = len(run.levels)
                 rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(2**31 - 1, level_no))))
                 state_z = [a.copy() for a in seeds_z]
@@ -241,7 +249,7 @@ class SubsetSimulation:
                 chain[:, 0] = state_s
                 chain_c[:, 0] = state_c
                 n_keep = max(1, int(round(self.p0 * nc * L)))   # the next level's seed count
-                new_buf = ([a.copy() for a in state_z], state_s.copy())
+                new_buf = ([a.copy() for a in state_z], state_s.copy(), seeds_a.copy())
                 acc_total = 0
                 evals = run.evaluations
                 for step in range(1, L):
@@ -257,13 +265,14 @@ class SubsetSimulation:
                         state_c = np.where(ok, c_new, state_c)
                     chain[:, step] = state_s
                     chain_c[:, step] = state_c
-                    new_buf = _keep_lowest(new_buf[0], new_buf[1], state_z, state_s, n_keep)
+                    new_buf = _keep_lowest(new_buf, state_z, state_s, seeds_a, n_keep)
                     rho = float(np.clip(rho * math.exp(0.6 * (ok.mean() - self.target_acceptance)), 1e-3, 1.0))
                     if progress is not None:
                         progress(evals, budget)
                 # P(score < b) = P_prev * fraction of the previous level below b
                 run.levels.append(Level(chain.ravel(), chain_c.ravel(), lv.prob * float(np.mean(lv.scores < b)), b,
-                                        chain, acc_total / (nc * max(L - 1, 1)), rho))
+                                        chain, acc_total / (nc * max(L - 1, 1)), rho,
+                                        int(np.unique(seeds_a).size) if np.all(seeds_a >= 0) else -1))
                 run.evaluations = evals
                 buf = new_buf
                 _save_checkpoint(checkpoint, fingerprint, run, buf, rho, scorer)
@@ -281,19 +290,19 @@ def _score_indices(scorer, latent, seed, idx):
     return scorer.counts_and_margins(latent.stack([latent.draw_chip(seed, i) for i in idx]))
 
 
-def _keep_lowest(buf_z, buf_s, z, s, n):
-    """Keep the ``n`` lowest-scoring vectors among the buffer and a new batch (copies kept rows)."""
-    if buf_z is None:
-        keep = np.argsort(s, kind="stable")[:n]
-        return [b[keep].copy() for b in z], np.asarray(s)[keep].copy()
+def _keep_lowest(buf, z, s, anc, n):
+    """Keep the ``n`` lowest-scoring vectors among the buffer ``(vectors, scores, ancestors)`` and a
+    new batch ``z, s`` whose chips descend from level-0 chips ``anc`` (copies kept rows)."""
+    buf_z, buf_s, buf_a = buf
     all_s = np.concatenate([buf_s, s])
     keep = np.argsort(all_s, kind="stable")[:n]
     nb = buf_s.size
+    old, new = keep[keep < nb], keep[keep >= nb] - nb
     out = []
     for bb, zz in zip(buf_z, z):
-        out.append(np.concatenate([bb[keep[keep < nb]], zz[keep[keep >= nb] - nb]], axis=0))
-    s_out = np.concatenate([buf_s[keep[keep < nb]], np.asarray(s)[keep[keep >= nb] - nb]])
-    return out, s_out
+        out.append(np.concatenate([bb[old], zz[new]], axis=0))
+    s_out = np.concatenate([buf_s[old], np.asarray(s)[new]])
+    return out, s_out, np.concatenate([buf_a[old], np.asarray(anc)[new]])
 
 
 def _save_checkpoint(path, fingerprint, run, buf, rho, scorer):
@@ -312,11 +321,12 @@ def _save_checkpoint(path, fingerprint, run, buf, rho, scorer):
         if lv.chain_scores is not None:
             arrays[f"l{j}_chain"] = lv.chain_scores
         meta["levels"].append({"prob": lv.prob, "threshold": None if math.isinf(lv.threshold) else lv.threshold,
-                               "acceptance": lv.acceptance, "rho": lv.rho})
+                               "acceptance": lv.acceptance, "rho": lv.rho, "ancestors": lv.ancestors})
     if buf is not None:
         for i, b in enumerate(buf[0]):
             arrays[f"buf_z{i}"] = b
         arrays["buf_s"] = buf[1]
+        arrays["buf_a"] = buf[2]
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
@@ -341,8 +351,11 @@ def _load_checkpoint(path, fingerprint, latent):
         for j, lm in enumerate(meta["levels"]):
             run.levels.append(Level(z[f"l{j}_scores"], z[f"l{j}_counts"], lm["prob"],
                                     math.inf if lm["threshold"] is None else lm["threshold"],
-                                    z[f"l{j}_chain"] if f"l{j}_chain" in z.files else None, lm["acceptance"], lm["rho"]))
+                                    z[f"l{j}_chain"] if f"l{j}_chain" in z.files else None, lm["acceptance"], lm["rho"],
+                                    int(lm.get("ancestors", -1))))
         buf = None
         if "buf_s" in z.files:
-            buf = ([z[f"buf_z{i}"] for i in range(len(latent.blocks))], z["buf_s"])
+            # checkpoints written before ancestry was tracked resume with it unknown (-1)
+            anc = z["buf_a"] if "buf_a" in z.files else np.full(z["buf_s"].size, -1, dtype=np.int64)
+            buf = ([z[f"buf_z{i}"] for i in range(len(latent.blocks))], z["buf_s"], anc)
     return run, buf, meta["rho"], (meta["centre"], meta["tau"])

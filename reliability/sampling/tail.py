@@ -26,6 +26,7 @@ __all__ = ["estimate_tail", "METHODS"]
 METHODS = ("auto", "subset", "mc", "is")
 MIN_EVENTS = 10
 MAX_COV = 1.0
+MIN_ANCESTORS = 10
 #: why mean-shift importance sampling is never called reliable on a network with hidden layers: its
 #: weights' diagnostics cannot see failure mass the single shift misses, and on such networks its
 #: intervals were measured to miss the truth far more often than 5 % of the time
@@ -106,7 +107,8 @@ def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: i
         estimates.append(_estimate(a, k, r, run, n))
     qs = [_quantile(run, kq, n) for kq in quantiles]
     diag = {"levels": [{"threshold_score": lv.threshold, "probability": lv.prob, "acceptance": lv.acceptance,
-                        "rho": lv.rho, "min_correct": int(lv.counts.min()), "max_correct": int(lv.counts.max())}
+                        "rho": lv.rho, "ancestors": lv.ancestors, "min_correct": int(lv.counts.min()),
+                        "max_correct": int(lv.counts.max())}
                        for lv in run.levels],
             "n_per_level": run.n_per_level, "p0": run.p0, "stopped": run.stopped, "latent_dim": latent.dim,
             "score_tau": scorer.tau}
@@ -126,6 +128,10 @@ def _estimate(a, k, r, run, n) -> TailEstimate:
     low_acc = [i for i, lv in enumerate(run.levels[1:r["level"] + 1], 1) if lv.acceptance < 0.05]
     if low_acc:
         reasons.append(f"Markov chains barely moved at level(s) {low_acc} (acceptance < 5 %)")
+    anc = run.levels[r["level"]].ancestors
+    if 0 <= anc < MIN_ANCESTORS:
+        reasons.append(f"the level holding the event descends from only {anc} level-0 chips (< {MIN_ANCESTORS}): "
+                       "its sample is too little diverse; raise --budget")
     if run.stopped in ("budget exhausted", "interrupted") and r["level"] == len(run.levels) - 1 \
             and r["fraction"] < run.p0:
         reasons.append("the budget ran out before the event was reached with p0 of the chips"

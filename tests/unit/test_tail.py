@@ -154,6 +154,8 @@ def test_checkpoint_resume_after_interrupt_equals_uninterrupted(tmp_path, monkey
     assert resumed.complete
     assert resumed.estimates[0].probability == full.estimates[0].probability
     assert resumed.evaluations == full.evaluations
+    assert [lv["ancestors"] for lv in resumed.diagnostics["levels"]] == \
+        [lv["ancestors"] for lv in full.diagnostics["levels"]]
     # a checkpoint of another run is refused
     with pytest.raises(ReliabilityError, match="another run"):
         estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", checkpoint=ck, below=[1 / 3], budget=6000, seed=3)
@@ -208,3 +210,33 @@ def test_importance_sampling_verdicts_follow_its_diagnostics():
         assert not e.reliable and "hidden layers" in e.reason and "subset simulation" in e.reason
         assert ("k-hat" in e.reason) == (e.pareto_k > 0.7)
         assert ("effective sample size" in e.reason) == (e.ess < 30)
+
+
+def test_ancestry_of_the_levels_and_its_flag():
+    """Each level records how many distinct level-0 chips its chains descend from: all N chips at
+    level 0, exactly the seeds at level 1, never more further down; an estimate resting on fewer
+    than MIN_ANCESTORS of them is flagged with that reason."""
+    from reliability.sampling.subset import SubsetSimulation
+    from reliability.sampling.tail import MIN_ANCESTORS
+
+    net, X, y, sigma, _ = _orthant_case()
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], budget=20000, seed=0)
+    levels = res.diagnostics["levels"]
+    anc = [lv["ancestors"] for lv in levels]
+    N = res.diagnostics["n_per_level"]
+    assert anc[0] == N and anc[1] == round(0.1 * N)
+    assert all(a >= b >= 1 for a, b in zip(anc[1:], anc[2:])) and len(anc) >= 4
+    assert res.estimates[0].reliable
+
+    small = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3, 1 / 3], budget=20000, seed=0,
+                          estimator=SubsetSimulation(n_per_level=200))
+    anc = [lv["ancestors"] for lv in small.diagnostics["levels"]]
+    assert anc[1] == 20 and min(anc) < MIN_ANCESTORS, anc
+    flagged = 0
+    for e in small.estimates:
+        deepest = max(i for i, lv in enumerate(small.diagnostics["levels"])
+                      if lv["threshold_score"] >= e.count_threshold + 1.0)
+        few = anc[deepest] < MIN_ANCESTORS
+        assert few == ("level-0 chips" in (e.reason or "")), (e.reason, anc, deepest)
+        flagged += few
+    assert flagged >= 1
