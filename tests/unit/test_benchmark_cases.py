@@ -16,7 +16,7 @@ import cases  # noqa: E402
 class CoinCase(cases.BuiltCase):
     """A stand-in case: each chip gets Binomial(20, 0.9) samples right (no network needed)."""
 
-    PART: ClassVar[int] = 1_000
+    part: int = 1_000
     CHIP_BATCH: ClassVar[int] = 128
 
     def _clean(self):
