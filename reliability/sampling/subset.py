@@ -238,7 +238,7 @@ class SubsetSimulation:
                     if keep.size < nc:
                         raise RuntimeError("subset simulation: seed buffer smaller than the level's seed count")
                     seeds_z, seeds_s = latent.take(buf[0], keep), buf[1][keep]
-                    seeds_a = buf[2][keep] if len(buf) > 2 else np.full(nc, -1, dtype=np.int64)
+                    seeds_a = buf[2][keep]
                 level_no = len(run.levels)
                 rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(2**31 - 1, level_no))))
                 state_z = [a.copy() for a in seeds_z]
