@@ -55,9 +55,7 @@ def lenet5(seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Relu", ["h4"], ["a4"], name="relu4"),
         helper.make_node("Gemm", ["a4", "F3", "f3"], ["y"], name="fc3", transB=1),
     ]
-    g = helper.make_graph(nodes, "lenet5", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 28, 28])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return _classifier(nodes, "lenet5", inits, (1, 28, 28))
 
 
 def digits_cnn(seed: int = 0) -> onnx.ModelProto:
@@ -77,7 +75,13 @@ def digits_cnn(seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Relu", ["h2"], ["a2"], name="relu2"),
         helper.make_node("Gemm", ["a2", "F2", "f2"], ["y"], name="fc2", transB=1),
     ]
-    g = helper.make_graph(nodes, "digits_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+    return _classifier(nodes, "digits_cnn", inits, (1, 8, 8))
+
+
+def _classifier(nodes, name: str, inits, input_shape: tuple) -> onnx.ModelProto:
+    """An opset-17 model from ``nodes``: input ``x`` of shape ``(N, *input_shape)``, output ``y``
+    of 10 class scores."""
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *input_shape])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
