@@ -200,7 +200,7 @@ def _demo_chips() -> None:
                                         "probability": q.k, "95 % CI": f"[{q.ci95[0]:.4f}, {q.ci95[1]:.4f}]",
                                         "reliable": q.reliable, "reason": q.reason or ""} for q in res.quantiles],
            ["P(acc <= a)", "probability", "95 % CI", "reliable", "reason"],
-           title=f"weight-gaussian sigma=0.1: subset simulation, {res.evaluations} chip evaluations, {res.seconds:.1f} s")
+           title=f"weight-gaussian sigma=0.1: {res.method}, {res.evaluations} chip evaluations, {res.seconds:.1f} s")
     print("and the worst case: the lowest accuracy a chip reaches while every weight stays within "
           "+/- k sigma of its target:\n")
     from reliability.sampling.worstcase import worst_case
@@ -343,12 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--quantile", type=float, action="append", help="tail probability k (repeatable)")
     tl.add_argument("--budget", type=int, default=20000, help="maximum chip evaluations (default 20000)")
     tl.add_argument("--seed", type=int, default=0)
-    tl.add_argument("--method", default="auto", choices=["auto", "subset", "mc", "is"],
-                    help="auto/subset: subset simulation; mc: plain Monte Carlo; is: mean-shift importance sampling")
+    tl.add_argument("--method", default="auto", choices=["auto", "hybrid", "subset", "mc", "is"],
+                    help="auto/hybrid: importance sampling along the failure modes' design points plus subset "
+                    "simulation for the rest; subset: subset simulation alone; mc: plain Monte Carlo; is: one "
+                    "mean shift (for comparison)")
     tl.add_argument("--workers", type=int, help="start a local Dask cluster with this many worker processes")
     tl.add_argument("--scheduler", help="join an existing Dask cluster at this address (tcp://host:port)")
-    tl.add_argument("--checkpoint", help="checkpoint file (.npz): written after every level; an existing one "
-                    "from the same run is resumed")
+    tl.add_argument("--checkpoint", help="checkpoint file (.npz): written as the run goes (the hybrid method "
+                    "also writes FILE-subset.npz beside it); an existing one from the same run is resumed")
     tl.add_argument("--json", help="write the result as JSON")
     tl.add_argument("--force", action="store_true", help="overwrite --json if it exists")
     tl.set_defaults(func=cmd_tail)

@@ -25,7 +25,7 @@ import numpy as np
 from reliability.cim.network import margin
 from reliability.errors import ReliabilityError
 
-__all__ = ["MeanShiftImportanceSampling"]
+__all__ = ["MeanShiftImportanceSampling", "soft_count_gradient"]
 
 
 class MeanShiftImportanceSampling:
@@ -40,33 +40,10 @@ class MeanShiftImportanceSampling:
         self.max_norm = 8.0   # Phi(-8) ~ 6e-16
 
     # ------------------------------------------------------------------ design point
-    def _grad(self, scorer, latent, z, k, T):
-        """g(z) = soft count - (k + 1/2) and its gradient in the latent space (prog blocks only)."""
-        sim = scorer.sim
-        W = latent.weights(z)
-        logits, cache = sim.network.forward(scorer.x, weights=W, keep=True, dtype=np.float64)
-        mg, dmg = margin(logits, scorer.y, grad=True)
-        mg = mg[0]
-        sig = 1.0 / (1.0 + np.exp(-mg / T))
-        g = float(sig.sum() - (k + 0.5))
-        grad_logits = dmg[0] * (sig * (1 - sig) / T)[:, None]       # d soft count / d logits
-        gw = sim.network.backward(cache, grad_logits[None], input_grad=False).weights
-        scorer.evaluations += 1
-        grads = []
-        for (kind, li, shape), b in zip(latent.blocks, z):
-            if kind != "prog":
-                grads.append(np.zeros_like(b, dtype=np.float64))
-                continue
-            m = sim.maps[li]
-            dg = m.grad_conductance(gw[li].astype(np.float64))          # (1, r, slices, signs, K, N)
-            scale = latent._par[li].get("scale", 1.0)
-            grads.append(np.asarray(dg, dtype=np.float64) * np.asarray(scale, dtype=np.float64))
-        return g, grads
-
     def design_point(self, scorer, latent, k: int, T: float):
         z = [np.zeros((1,) + s, dtype=np.float64) for _, _, s in latent.blocks]
         for _ in range(self.iterations):
-            g, gr = self._grad(scorer, latent, [b.astype(latent.dtype) for b in z], k, T)
+            g, gr = soft_count_gradient(scorer, latent, [b.astype(latent.dtype) for b in z], k, T)
             gg = sum(float(np.sum(v * v)) for v in gr)
             if gg <= 0:
                 break
@@ -134,3 +111,30 @@ class MeanShiftImportanceSampling:
                 _, khat = az.psislw(logw[ind].copy())
             khat = float(np.asarray(khat))
         return p, se, ess, khat, int(np.count_nonzero(ind))
+
+
+def soft_count_gradient(scorer, latent, z, k, T):
+    """``g(z) = soft count(z) - (k + 1/2)`` and its gradient in the latent space, for one chip ``z``
+    (a block list with chip axis of length 1).  The soft count is the sum over evaluation samples of
+    ``sigmoid(margin / T)``; gradients flow through the network's backward pass and the mapping
+    (programming blocks only: the other blocks get zero gradient).  Counts one chip evaluation."""
+    sim = scorer.sim
+    W = latent.weights(z)
+    logits, cache = sim.network.forward(scorer.x, weights=W, keep=True, dtype=np.float64)
+    mg, dmg = margin(logits, scorer.y, grad=True)
+    mg = mg[0]
+    sig = 1.0 / (1.0 + np.exp(-mg / T))
+    g = float(sig.sum() - (k + 0.5))
+    grad_logits = dmg[0] * (sig * (1 - sig) / T)[:, None]       # d soft count / d logits
+    gw = sim.network.backward(cache, grad_logits[None], input_grad=False).weights
+    scorer.evaluations += 1
+    grads = []
+    for (kind, li, shape), b in zip(latent.blocks, z):
+        if kind != "prog":
+            grads.append(np.zeros_like(b, dtype=np.float64))
+            continue
+        m = sim.maps[li]
+        dg = m.grad_conductance(gw[li].astype(np.float64))          # (1, r, slices, signs, K, N)
+        scale = latent._par[li].get("scale", 1.0)
+        grads.append(np.asarray(dg, dtype=np.float64) * np.asarray(scale, dtype=np.float64))
+    return g, grads

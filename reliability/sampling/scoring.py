@@ -49,6 +49,21 @@ class ChipScorer:
         self.evaluations += S
         return counts, mm
 
+    def sample_margins(self, z: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``(n_correct, margins)`` with the margin of every evaluation sample, ``(S, n)``."""
+        S = z[0].shape[0]
+        counts = np.empty(S, dtype=np.int64)
+        out = np.empty((S, self.n))
+        for s0 in range(0, S, self.chunk):
+            part = [b[s0:s0 + self.chunk] for b in z]
+            adc = bool(self.sim.spec.periphery.adc_bits)
+            W, levels = self.latent.weights(part, with_levels=True) if adc else (self.latent.weights(part), None)
+            logits = self.sim.forward_weights(self.x, W, levels)
+            out[s0:s0 + len(W[0])] = margin(logits, self.y)
+            counts[s0:s0 + len(W[0])] = (np.argmax(logits, axis=-1) == self.y[None, :]).sum(axis=1)
+        self.evaluations += S
+        return counts, out
+
     def score(self, z: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``(score, n_correct)`` of each chip in ``z``."""
         counts, mm = self.counts_and_margins(z)

@@ -41,6 +41,8 @@ class Level:
     acceptance: float = float("nan")
     rho: float = float("nan")
     ancestors: int = -1             # distinct level-0 chips the level's chains descend from (-1: unknown)
+    features: np.ndarray | None = None        # (N, ...) optional per-chip features (``SubsetSimulation.run``)
+    chain_features: np.ndarray | None = None  # (n_chains, chain_length, ...) the features along the chains
 
 
 @dataclass
@@ -52,12 +54,16 @@ class SubsetRun:
     stopped: str = ""
 
     # ------------------------------------------------------------------ estimates
-    def gamma(self, j: int, c: float) -> float:
-        """Au & Beck's correlation factor of the indicator ``score < c`` along level ``j``'s chains."""
+    def gamma(self, j: int, c: float, where=None) -> float:
+        """Au & Beck's correlation factor of the indicator ``score < c`` (and ``where(features)`` when
+        given) along level ``j``'s chains."""
         lv = self.levels[j]
         if lv.chain_scores is None:
             return 0.0
-        I = (lv.chain_scores < c).astype(np.float64)
+        I = lv.chain_scores < c
+        if where is not None:
+            I = I & np.asarray(where(lv.chain_features), dtype=bool)
+        I = I.astype(np.float64)
         nc, L = I.shape
         p = I.mean()
         var = p * (1 - p)
@@ -77,19 +83,24 @@ class SubsetRun:
                 j = i
         return j
 
-    def probability(self, c: float) -> dict:
-        """P(score < c) with coefficients of variation (independent levels and upper bound)."""
+    def probability(self, c: float, where=None) -> dict:
+        """P(score < c) with coefficients of variation (independent levels and upper bound); with
+        ``where`` (a function of a features array returning a boolean array over its leading axes;
+        runs given a ``feature`` only), P(score < c and where(features))."""
         j = self.level_for(c)
         lv = self.levels[j]
         N = lv.scores.size
-        q = float(np.mean(lv.scores < c))
+        inside = lv.scores < c
+        if where is not None:
+            inside = inside & np.asarray(where(lv.features), dtype=bool)
+        q = float(np.mean(inside))
         cov2 = []
         for i in range(j):
             Ni = self.levels[i].scores.size
             p = float(np.mean(self.levels[i].scores < self.levels[i + 1].threshold))
             p = min(max(p, 1.0 / Ni), 1.0)
             cov2.append((1 - p) / (Ni * p) * (1 + self.gamma(i, self.levels[i + 1].threshold)))
-        gam = self.gamma(j, c)
+        gam = self.gamma(j, c, where)
         if q > 0:
             cov2.append((1 - q) / (N * q) * (1 + gam))
         d_ind = math.sqrt(sum(cov2)) if q > 0 else float("inf")
@@ -172,8 +183,13 @@ class SubsetSimulation:
         return math.ceil(need) + 0.5
 
     def run(self, scorer, latent, score_targets: list[float], min_prob: float | None, budget: int, seed: int,
-            chunk: int = 256, checkpoint=None, fingerprint: str = "", progress=None) -> SubsetRun:
+            chunk: int = 256, checkpoint=None, fingerprint: str = "", progress=None, feature=None) -> SubsetRun:
         """Run (or resume from ``checkpoint``) subset simulation.
+
+        ``feature``, optional: a function of a block list of latent vectors returning an array whose
+        first axis is the chip (one number or one vector per chip); it is recorded for every level's chips (``Level.features``) so that
+        :meth:`SubsetRun.probability` can restrict an event to ``feature < value``.  It costs no
+        chip evaluation and leaves the run itself unchanged.
 
         After every completed level the state is written to ``checkpoint`` (an ``.npz`` file) when
         given; a later call with the same file and settings resumes there and ends with exactly the
@@ -203,7 +219,13 @@ class SubsetSimulation:
                         progress(min(N, s0 + step), budget)
                 scorer.set_scale(margins)
                 run.evaluations = N
-                run.levels.append(Level(scorer.combine(counts, margins), counts, 1.0, math.inf, ancestors=N))
+                feats = None
+                if feature is not None:
+                    feats = np.concatenate([
+                        np.asarray(feature(latent.stack([latent.draw_chip(seed, i) for i in range(s0, min(N, s0 + chunk))])),
+                                   dtype=np.float64) for s0 in range(0, N, chunk)])
+                run.levels.append(Level(scorer.combine(counts, margins), counts, 1.0, math.inf, ancestors=N,
+                                        features=feats))
                 _save_checkpoint(checkpoint, fingerprint, run, None, rho, scorer)
             while True:
                 lv = run.levels[-1]
@@ -248,6 +270,11 @@ class SubsetSimulation:
                 chain_c = np.empty((nc, L), dtype=np.int64)
                 chain[:, 0] = state_s
                 chain_c[:, 0] = state_c
+                chain_f = None
+                if feature is not None:
+                    state_f = np.asarray(feature(state_z), dtype=np.float64)
+                    chain_f = np.empty((nc, L) + state_f.shape[1:])
+                    chain_f[:, 0] = state_f
                 n_keep = max(1, int(round(self.p0 * nc * L)))   # the next level's seed count
                 new_buf = ([a.copy() for a in state_z], state_s.copy(), seeds_a.copy())
                 acc_total = 0
@@ -265,6 +292,10 @@ class SubsetSimulation:
                         state_c = np.where(ok, c_new, state_c)
                     chain[:, step] = state_s
                     chain_c[:, step] = state_c
+                    if chain_f is not None:
+                        okf = ok.reshape((-1,) + (1,) * (state_f.ndim - 1))
+                        state_f = np.where(okf, np.asarray(feature(prop), dtype=np.float64), state_f)
+                        chain_f[:, step] = state_f
                     new_buf = _keep_lowest(new_buf, state_z, state_s, seeds_a, n_keep)
                     rho = float(np.clip(rho * math.exp(0.6 * (ok.mean() - self.target_acceptance)), 1e-3, 1.0))
                     if progress is not None:
@@ -272,7 +303,9 @@ class SubsetSimulation:
                 # P(score < b) = P_prev * fraction of the previous level below b
                 run.levels.append(Level(chain.ravel(), chain_c.ravel(), lv.prob * float(np.mean(lv.scores < b)), b,
                                         chain, acc_total / (nc * max(L - 1, 1)), rho,
-                                        int(np.unique(seeds_a).size) if np.all(seeds_a >= 0) else -1))
+                                        int(np.unique(seeds_a).size) if np.all(seeds_a >= 0) else -1,
+                                        None if chain_f is None else chain_f.reshape((nc * L,) + chain_f.shape[2:]),
+                                        chain_f))
                 run.evaluations = evals
                 buf = new_buf
                 _save_checkpoint(checkpoint, fingerprint, run, buf, rho, scorer)
@@ -320,6 +353,10 @@ def _save_checkpoint(path, fingerprint, run, buf, rho, scorer):
         arrays[f"l{j}_counts"] = lv.counts
         if lv.chain_scores is not None:
             arrays[f"l{j}_chain"] = lv.chain_scores
+        if lv.features is not None:
+            arrays[f"l{j}_features"] = lv.features
+        if lv.chain_features is not None:
+            arrays[f"l{j}_chain_features"] = lv.chain_features
         meta["levels"].append({"prob": lv.prob, "threshold": None if math.isinf(lv.threshold) else lv.threshold,
                                "acceptance": lv.acceptance, "rho": lv.rho, "ancestors": lv.ancestors})
     if buf is not None:
@@ -352,7 +389,9 @@ def _load_checkpoint(path, fingerprint, latent):
             run.levels.append(Level(z[f"l{j}_scores"], z[f"l{j}_counts"], lm["prob"],
                                     math.inf if lm["threshold"] is None else lm["threshold"],
                                     z[f"l{j}_chain"] if f"l{j}_chain" in z.files else None, lm["acceptance"], lm["rho"],
-                                    int(lm.get("ancestors", -1))))
+                                    int(lm.get("ancestors", -1)),
+                                    z[f"l{j}_features"] if f"l{j}_features" in z.files else None,
+                                    z[f"l{j}_chain_features"] if f"l{j}_chain_features" in z.files else None))
         buf = None
         if "buf_s" in z.files:
             # checkpoints written before ancestry was tracked resume with it unknown (-1)

@@ -19,14 +19,17 @@ from reliability.cim.simulate import ChipSimulator
 from reliability.errors import ReliabilityError
 from reliability.sampling.results import QuantileEstimate, TailEstimate, TailResult
 from reliability.sampling.scoring import ChipScorer
+from reliability.sampling.hybrid import HybridSampling
 from reliability.sampling.subset import SubsetSimulation
 
 __all__ = ["estimate_tail", "METHODS"]
 
-METHODS = ("auto", "subset", "mc", "is")
+METHODS = ("auto", "hybrid", "subset", "mc", "is")
 MIN_EVENTS = 10
 MAX_COV = 1.0
 MIN_ANCESTORS = 10
+#: hybrid estimator: largest share of its importance-sampling part one chip may carry
+MAX_TOP_SHARE = 0.25
 #: why mean-shift importance sampling is never called reliable on a network with hidden layers: its
 #: weights' diagnostics cannot see failure mass the single shift misses, and on such networks its
 #: intervals were measured to miss the truth far more often than 5 % of the time
@@ -75,8 +78,12 @@ def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: i
     """Estimate P(accuracy <= a) for each ``a`` in ``below`` and the accuracy at each tail
     probability in ``quantiles``, using at most ``budget`` chip evaluations.
 
-    ``method``: "auto"/"subset" (subset simulation; it reduces to plain Monte Carlo when the events
-    are common enough to be seen at level 0) or "mc" (plain Monte Carlo, chips keyed by index).
+    ``method``: "auto"/"hybrid" (importance sampling along the failure modes' design points plus
+    subset simulation for the rest, :mod:`reliability.sampling.hybrid`), "subset" (subset simulation
+    alone; it reduces to plain Monte Carlo when the events are common enough to be seen at level 0),
+    "mc" (plain Monte Carlo, chips keyed by index) or "is" (one mean shift, for comparison).
+    ``estimator`` overrides the strategy object (a :class:`HybridSampling` or
+    :class:`SubsetSimulation` with other settings).
     """
     below, quantiles = _check(below, quantiles, budget)
     if method not in METHODS:
@@ -97,6 +104,11 @@ def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: i
         return _plain_mc(scorer, latent, below, counts_thr, quantiles, int(budget), seed, n, t0)
     if method == "is":
         return _importance(scorer, latent, below, counts_thr, quantiles, int(budget), seed, n, t0, estimator)
+    if method in ("auto", "hybrid") and not isinstance(estimator, SubsetSimulation):
+        est = estimator or HybridSampling()
+        fp = _fingerprint(sim, x, y, below, quantiles, budget, seed, "hybrid", est)
+        return _hybrid(est, scorer, latent, below, counts_thr, quantiles, int(budget), seed, n, t0, checkpoint, fp,
+                       progress)
     est = estimator or SubsetSimulation()
     fp = _fingerprint(sim, x, y, below, quantiles, budget, seed, method, est)
     run = est.run(scorer, latent, [k + 1.0 for k in counts_thr], min(quantiles) if quantiles else None,
@@ -117,8 +129,8 @@ def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: i
                       int(seed), n, run.stopped != "interrupted", diag)
 
 
-def _estimate(a, k, r, run, n) -> TailEstimate:
-    p = r["p"]
+def _subset_reasons(r, run) -> list[str]:
+    """Why subset simulation's estimate ``r`` (from :meth:`SubsetRun.probability`) is not to be trusted."""
     d = r["cov_upper"]
     reasons = []
     if r["n_in_event"] < MIN_EVENTS:
@@ -137,6 +149,13 @@ def _estimate(a, k, r, run, n) -> TailEstimate:
         reasons.append("the budget ran out before the event was reached with p0 of the chips"
                        if run.stopped == "budget exhausted" else
                        "the run was interrupted before the event was reached with p0 of the chips")
+    return reasons
+
+
+def _estimate(a, k, r, run, n) -> TailEstimate:
+    p = r["p"]
+    d = r["cov_upper"]
+    reasons = _subset_reasons(r, run)
     if p > 0 and math.isfinite(d):
         s = math.sqrt(math.log1p(d * d))
         ci = (p * math.exp(-1.96 * s), p * math.exp(1.96 * s))
@@ -232,3 +251,99 @@ def _importance(scorer, latent, below, counts_thr, quantiles, budget, seed, n, t
                       True, {"latent_dim": latent.dim, "design_point_norm": out["mu_norm"],
                              "temperature": out["temperature"]})
 
+
+HYBRID_NAME = "hybrid (design-point importance sampling + subset simulation)"
+
+
+def _hybrid_estimate(a, k, r, run, n) -> TailEstimate:
+    if r["subset_only"]:
+        return _estimate(a, k, r["subset"], run.subset, n)
+    p, d = r["p"], r["cov"]
+    reasons = []
+    n_event = r["n_is_event"] + r["subset"]["n_in_event"]
+    if n_event < MIN_EVENTS:
+        reasons.append(f"only {n_event} chips in the event (< {MIN_EVENTS})")
+    if not d <= MAX_COV:
+        reasons.append(f"coefficient of variation {d:.2f} > {MAX_COV}")
+    # the weights are bounded by construction (finite variance whatever k-hat says; k-hat is reported in
+    # ``pareto_k``); what makes an interval rest on luck is one chip carrying much of the estimate
+    if r["top_share"] > MAX_TOP_SHARE:
+        reasons.append(f"one chip carries {r['top_share']:.0%} of the importance-sampling part (> "
+                       f"{MAX_TOP_SHARE:.0%}): the estimate and its interval rest on too few chips; raise --budget")
+    if not r["lo_share"] < 0.5:
+        # the estimate rests mostly on subset simulation: its own diagnostics apply
+        reasons += [f"subset-simulation part ({r['lo_share']:.0%} of the estimate): {x}"
+                    for x in _subset_reasons(r["subset"], run.subset)]
+    if p > 0 and math.isfinite(d):
+        s = math.sqrt(math.log1p(d * d))
+        ci = (p * math.exp(-1.96 * s), p * math.exp(1.96 * s))
+    else:
+        ci = (0.0, min(1.0, 1.96 * math.hypot(r["se_hi"], r["se_lo"]) if p == 0 else 1.0))
+    return TailEstimate(a, float(p), float(p * d) if math.isfinite(d) else float("nan"),
+                        (float(ci[0]), float(min(ci[1], 1.0))), HYBRID_NAME, int(run.evaluations), float(r["ess"]),
+                        not reasons, "; ".join(reasons) or None, int(k), None if not math.isfinite(r["khat"]) else r["khat"])
+
+
+def _hybrid_quantile(run, k, n) -> QuantileEstimate:
+    """The accuracy at tail probability ``k``: the smallest count whose estimated P(count <= c) reaches
+    k; the interval holds the counts whose 95 % interval contains k."""
+    if run.modes.K == 0 or run.counts.size < 2:
+        return _quantile(run.subset, k, n)
+    lows = [int(lv.counts.min()) for lv in run.subset.levels]
+    if run.counts.size:
+        lows.append(int(run.counts.min()))
+    cache = {}
+
+    def prob(c):
+        if c not in cache:
+            r = run.probability(c)
+            p, d = r["p"], r["cov"]
+            if p > 0 and math.isfinite(d):
+                s = math.sqrt(math.log1p(d * d))
+                cache[c] = (p, p * math.exp(-1.96 * s), p * math.exp(1.96 * s), r)
+            else:
+                cache[c] = (p, 0.0, r["subset"]["level_prob"] * 3.0 / r["subset"]["n"], r)
+        return cache[c]
+
+    c = min(lows)
+    while c < n and prob(c)[0] < k:
+        c += 1
+    inside = [cc for cc in range(max(c - 50, 0), min(c + 50, n) + 1) if prob(cc)[1] <= k <= prob(cc)[2]]
+    lo_c, hi_c = min(inside + [c]), max(inside + [c])
+    r = prob(c)[3]
+    reasons = []
+    if prob(c)[0] < k:
+        reasons.append(f"no accuracy level reached an estimated probability of {k:g} within the budget")
+    n_event = r["n_is_event"] + r["subset"]["n_in_event"]
+    if n_event < MIN_EVENTS:
+        reasons.append(f"only {n_event} chips at or below the quantile")
+    if run.stopped == "interrupted" and r["subset_only"]:
+        reasons.append("the run was interrupted before importance sampling began")
+    return QuantileEstimate(float(k), c / n, (lo_c / n, hi_c / n), not reasons, "; ".join(reasons) or None)
+
+
+def _hybrid(est, scorer, latent, below, counts_thr, quantiles, budget, seed, n, t0, checkpoint, fp, progress):
+    run = est.run(scorer, latent, counts_thr, min(quantiles) if quantiles else None, budget, seed,
+                  checkpoint=checkpoint, fingerprint=fp, progress=progress)
+    parts = [run.probability(k) for k in counts_thr]
+    estimates = [_hybrid_estimate(a, k, r, run, n) for a, k, r in zip(below, counts_thr, parts)]
+    qs = [_hybrid_quantile(run, kq, n) for kq in quantiles]
+    sus = run.subset
+    diag = {"modes": [float(b) for b in run.modes.norms], "cut": run.cut,
+            "proposal_normals": [[float(m), float(s)] for m, s in run.components],
+            "evaluations": {"mode_search": run.modes.evaluations, "subset_simulation": sus.evaluations,
+                            "importance_sampling": int(run.counts.size)},
+            "split": [{"below": a, "importance_part": r["p_hi"], "importance_std_error": r["se_hi"],
+                       "importance_std_error_sample": r.get("se_hi_sample"),
+                       "importance_std_error_predicted": r.get("se_hi_predicted"),
+                       "importance_events": r["n_is_event"], "importance_top_share": r.get("top_share"),
+                       "importance_pareto_k": r.get("khat"), "subset_part": r["p_lo"], "subset_std_error": r["se_lo"],
+                       "subset_events": r["subset"]["n_in_event"]} for a, r in zip(below, parts)],
+            "levels": [{"threshold_score": lv.threshold, "probability": lv.prob, "acceptance": lv.acceptance,
+                        "rho": lv.rho, "ancestors": lv.ancestors, "min_correct": int(lv.counts.min()),
+                        "max_correct": int(lv.counts.max())} for lv in sus.levels],
+            "n_per_level": sus.n_per_level, "p0": sus.p0, "stopped": run.stopped, "latent_dim": latent.dim,
+            "temperature": run.modes.temperature, "design_count": run.modes.design_count}
+    method = HYBRID_NAME if run.modes.K and run.counts.size else "subset-simulation"
+    return TailResult(tuple(estimates), tuple(qs), run.evaluations, time.perf_counter() - t0, method, int(seed), n,
+                      run.stopped != "interrupted", diag)

@@ -48,12 +48,15 @@ def _orthant_case():
     return load_onnx(_linear(W, b)), X, y, sigma, float(p)
 
 
-def test_linear_classifier_orthant_probability():
+@pytest.mark.parametrize("method, name", [("auto", "hybrid (design-point importance sampling + subset simulation)"),
+                                          ("subset", "subset-simulation")])
+def test_linear_classifier_orthant_probability(method, name):
     net, X, y, sigma, truth = _orthant_case()
     assert 3e-6 < truth < 3e-4, truth  # a genuinely rare event
-    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], budget=20000, seed=0)
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], budget=20000, seed=0,
+                        method=method)
     e = res.estimates[0]
-    assert e.method == "subset-simulation"
+    assert e.method == name and e.reliable, e.reason
     assert 1 / 1.5 < e.probability / truth < 1.5, (e.probability, truth)
     assert e.ci95[0] <= truth <= e.ci95[1]
     assert res.evaluations <= 20000
@@ -75,16 +78,23 @@ def test_public_case_against_brute_force_reference():
     z = np.load(CASE / "data.npz")
     ref = np.load(CASE / "reference_hist.npy").astype(float)
     n = len(z["y"])
-    res = estimate_tail(net, z["X"], z["y"], "weight-gaussian:sigma=0.05", below=[526 / n, 523 / n, 519 / n],
-                        quantiles=[1e-4], budget=20000, seed=0)
-    for e in res.estimates:
-        truth = ref[: e.count_threshold + 1].sum() / ref.sum()
-        assert 1 / 1.5 < e.probability / truth < 1.5, (e.below, e.probability, truth)
-        assert e.ci95[0] <= truth <= e.ci95[1], (e.below, e.ci95, truth)
+    # three seeds: every estimate within x1.5; a 95 % interval may miss now and then, so at least 8 of
+    # the 9 must hold the truth (P(two or more misses) is about 0.07 at exactly 95 % coverage)
+    covered = 0
+    for seed in (0, 1, 2):
+        res = estimate_tail(net, z["X"], z["y"], "weight-gaussian:sigma=0.05", below=[526 / n, 523 / n, 519 / n],
+                            quantiles=[1e-4] if seed == 0 else (), budget=20000, seed=seed)
+        for e in res.estimates:
+            truth = ref[: e.count_threshold + 1].sum() / ref.sum()
+            assert 1 / 1.5 < e.probability / truth < 1.5, (seed, e.below, e.probability, truth)
+            covered += e.ci95[0] <= truth <= e.ci95[1]
+        if seed == 0:
+            quantile = res.quantiles[0]
+    assert covered >= 8, covered
     # the 1e-4 quantile: P(acc <= q) reaches 1e-4 between 522 and 523 correct in the reference
     cdf = np.cumsum(ref) / ref.sum()
     q_true = int(np.argmax(cdf >= 1e-4))
-    assert abs(res.quantiles[0].accuracy * n - q_true) <= 1
+    assert abs(quantile.accuracy * n - q_true) <= 1
 
 
 def test_small_budget_is_flagged_not_reported_confidently():
@@ -131,7 +141,7 @@ def test_cli_json_contract(tmp_path):
 
 def test_checkpoint_resume_after_interrupt_equals_uninterrupted(tmp_path, monkeypatch):
     net, X, y, sigma, _ = _orthant_case()
-    kw = dict(below=[2 / 3], budget=6000, seed=3)
+    kw = dict(below=[2 / 3], budget=6000, seed=3, method="subset")
     full = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", **kw)
     from reliability.sampling import scoring
 
@@ -158,7 +168,8 @@ def test_checkpoint_resume_after_interrupt_equals_uninterrupted(tmp_path, monkey
         [lv["ancestors"] for lv in full.diagnostics["levels"]]
     # a checkpoint of another run is refused
     with pytest.raises(ReliabilityError, match="another run"):
-        estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", checkpoint=ck, below=[1 / 3], budget=6000, seed=3)
+        estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", checkpoint=ck, below=[1 / 3], budget=6000, seed=3,
+                      method="subset")
 
 
 def test_dask_local_cluster_gives_the_serial_result():

@@ -1,0 +1,160 @@
+"""The hybrid tail estimator: mode search, the mixture proposal's weights, checkpoints, flags.
+
+Closed forms: a linear classifier whose two evaluation samples read disjoint weights fails through
+two independent mechanisms, each a half-space of the latent space at reliability index
+``beta_i = margin_i / (sqrt(2) sigma max|W|)``, so ``P(acc <= 1/2) = 1 - Phi(beta_1) Phi(beta_2)``.
+"""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from tests.unit._onnx_models import linear_onnx
+from reliability.cim import load_onnx
+from reliability.cim.latent import LatentChips
+from reliability.cim.simulate import ChipSimulator
+from reliability.sampling import estimate_tail
+from reliability.sampling.hybrid import HybridRun, Modes, find_modes
+from reliability.sampling.scoring import ChipScorer
+
+SIGMA = 0.18
+
+
+def _two_mechanisms():
+    W = np.array([[0.0, 1.0], [0.0, 0.0], [0.0, 0.9], [0.0, 0.0]])
+    X = np.array([[1.0, 0, 0, 0], [0, 0, 1.0, 0]], dtype=np.float32)
+    y = np.array([1, 1])
+    beta = np.array([1.0, 0.9]) / (math.sqrt(2) * SIGMA * np.abs(W).max())
+    # the latent directions that lower each sample's margin: (z[f, 0] - z[f, 1]) / sqrt(2)
+    normals = np.zeros((2, 4, 2))
+    normals[0, 0] = normals[1, 2] = [1 / math.sqrt(2), -1 / math.sqrt(2)]
+    return load_onnx(linear_onnx(W, np.zeros(2))), X, y, beta, normals.reshape(2, -1)
+
+
+def test_mode_search_finds_both_failure_mechanisms():
+    net, X, y, beta, normals = _two_mechanisms()
+    sim = ChipSimulator(net, f"weight-gaussian:sigma={SIGMA}")
+    lat = LatentChips(sim)
+    modes = find_modes(ChipScorer(sim, lat, X, y), lat, 1, None, 0, 500, 12, 20, 2000)
+    assert modes.K == 2 and modes.evaluations <= 2000
+    cos = modes.U @ normals.T                        # (modes, mechanisms)
+    best = cos.argmax(axis=0)
+    assert sorted(best) == [0, 1], cos              # one mode per mechanism ...
+    assert np.all(cos.max(axis=0) > 0.9), cos       # ... along its normal
+    # the soft-count surrogate puts the design points a little inside the exact boundaries
+    assert np.all(np.abs(modes.norms[best] / beta - 1) < 0.15), (modes.norms, beta)
+
+
+def test_hybrid_estimate_on_two_mechanisms_matches_the_closed_form():
+    net, X, y, beta, _ = _two_mechanisms()
+    truth = 1 - np.prod(stats.norm.cdf(beta))
+    assert 1e-4 < truth < 1e-3
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={SIGMA}", below=[0.5], budget=20000, seed=2)
+    e = res.estimates[0]
+    assert e.method.startswith("hybrid") and e.reliable, e.reason
+    assert 1 / 1.2 < e.probability / truth < 1.2, (e.probability, truth)
+    assert e.ci95[0] <= truth <= e.ci95[1]
+    split = res.diagnostics["split"][0]
+    assert math.isclose(split["importance_part"] + split["subset_part"], e.probability)
+    ev = res.diagnostics["evaluations"]
+    assert sum(ev.values()) == res.evaluations <= 20000
+
+
+def _toy_run(K=2, dim=6, seed=0):
+    rng = np.random.default_rng(seed)
+    U = np.linalg.qr(rng.standard_normal((dim, K)))[0].T          # orthonormal modes
+    modes = Modes(U, np.array([3.0, 3.4][:K]), 1.0, 0, 0)
+    return HybridRun(modes, cut=1.5, defensive=0.2, subset=None, components=[(2.2, 0.4), (3.0, 0.5)])
+
+
+def test_proposal_density_is_normalised_and_weights_bounded():
+    run = _toy_run()
+    total, _ = integrate.quad(lambda t: float(np.exp(run.log_g(np.array([t])))[0]), run.cut, 40)
+    assert abs(total - 1) < 1e-6
+    proj = np.random.default_rng(1).uniform(-3, 8, size=(20000, 2))
+    lw = run.log_weight(proj)
+    inside = ~run.outside(proj)
+    bound = math.log(run.modes.K * stats.norm.sf(run.cut) / run.defensive)
+    assert np.all(lw[inside] <= bound + 1e-12)
+    assert np.all(np.isposinf(lw[~inside]))           # q = 0 outside H: never drawn
+
+
+def test_mixture_importance_weights_are_unbiased():
+    """Draw through ``HybridRun.place`` and check E_q[w 1_A] = P(A) for events inside H."""
+    run = _toy_run()
+    rng = np.random.default_rng(7)
+    flat = rng.standard_normal((400000, 6))
+    proj = run.place(rng, flat)
+    w = np.exp(run.log_weight(proj))
+    t1 = flat @ run.modes.U[0]
+    assert np.allclose(proj[:, 0], t1)
+    cases = {"H": (np.ones(len(w), bool), 1 - stats.norm.cdf(run.cut) ** 2),
+             "t1 >= 3": (t1 >= 3, stats.norm.sf(3)),
+             "t1 >= 2, t2 >= 2": ((proj[:, 0] >= 2) & (proj[:, 1] >= 2), stats.norm.sf(2) ** 2)}
+    for name, (ind, p) in cases.items():
+        f = w * ind
+        se = f.std() / math.sqrt(f.size)
+        assert abs(f.mean() - p) < 4 * se + 1e-12, (name, f.mean(), p, se)
+
+
+def test_checkpoint_resume_in_either_phase_equals_uninterrupted(tmp_path, monkeypatch):
+    net, X, y, _, _ = _two_mechanisms()
+    kw = dict(below=[0.5], budget=4000, seed=4)
+    var = f"weight-gaussian:sigma={SIGMA}"
+    full = estimate_tail(net, X, y, var, **kw)
+    from reliability.sampling import hybrid, scoring
+
+    for name, target, at in (("subset phase", (scoring.ChipScorer, "score"), 6),
+                             ("importance phase", (hybrid.HybridRun, "place"), 3)):
+        real = getattr(*target)
+        calls = {"n": 0}
+
+        def flaky(self, *a, real=real, calls=calls, at=at):
+            calls["n"] += 1
+            if calls["n"] == at:
+                raise KeyboardInterrupt
+            return real(self, *a)
+
+        ck = tmp_path / f"{name.split()[0]}.npz"
+        monkeypatch.setattr(*target, flaky)
+        part = estimate_tail(net, X, y, var, checkpoint=ck, **kw)
+        assert not part.complete and ck.exists(), name
+        assert part.evaluations < full.evaluations, name
+        monkeypatch.setattr(*target, real)
+        resumed = estimate_tail(net, X, y, var, checkpoint=ck, **kw)
+        assert resumed.complete, name
+        assert resumed.estimates[0].probability == full.estimates[0].probability, name
+        assert resumed.estimates[0].ci95 == full.estimates[0].ci95, name
+        assert resumed.evaluations == full.evaluations, name
+
+
+def test_small_budget_runs_subset_simulation_alone():
+    net, X, y, _, _ = _two_mechanisms()
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={SIGMA}", below=[0.5], budget=1500, seed=0)
+    assert res.method == "subset-simulation" and res.diagnostics["modes"] == []
+    assert res.evaluations <= 1500
+
+
+def test_one_heavy_chip_flags_the_estimate():
+    from reliability.sampling.tail import MAX_TOP_SHARE, _hybrid_estimate
+
+    sub = {"n_in_event": 40}
+    r = {"subset_only": False, "p": 1e-5, "cov": 0.2, "n_is_event": 300, "subset": sub, "khat": 0.5,
+         "top_share": 0.1, "lo_share": 0.05, "ess": 200.0, "se_hi": 2e-6, "se_lo": 1e-7}
+    run = SimpleNamespace(evaluations=20000)
+    assert _hybrid_estimate(0.9, 10, r, run, 12).reliable
+    heavy = _hybrid_estimate(0.9, 10, dict(r, top_share=MAX_TOP_SHARE + 0.1), run, 12)
+    assert not heavy.reliable and "one chip carries" in heavy.reason
+    few = _hybrid_estimate(0.9, 10, dict(r, n_is_event=3, subset={"n_in_event": 2}), run, 12)
+    assert not few.reliable and "only 5 chips" in few.reason
+
+
+@pytest.mark.parametrize("bad", [dict(subset_share=0.01), dict(defensive=0.0)])
+def test_bad_settings_are_refused(bad):
+    from reliability.sampling.hybrid import HybridSampling
+
+    with pytest.raises(ValueError):
+        HybridSampling(**bad)
