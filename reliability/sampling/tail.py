@@ -1,5 +1,7 @@
 """Tail accuracy: P(accuracy <= a) for several a, and the k-th percentile accuracy, with honest
-uncertainty, by subset simulation in the chips' latent Gaussian space or by plain Monte Carlo.
+uncertainty, in the chips' latent Gaussian space: by default the hybrid of importance sampling along
+the failure modes' design points and subset simulation (:mod:`reliability.sampling.hybrid`); subset
+simulation alone, plain Monte Carlo and one mean shift on request.
 
 ``estimate_tail`` is the Python twin of ``reliability tail``.  Every estimate carries its standard
 error, 95 % interval, effective sample size and a verdict: an estimate whose diagnostics fail is
