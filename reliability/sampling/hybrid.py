@@ -51,7 +51,7 @@ from reliability.errors import ReliabilityError
 from reliability.sampling.importance import soft_count_gradient
 from reliability.sampling.subset import SubsetRun, SubsetSimulation
 
-__all__ = ["HybridSampling", "HybridRun", "Modes", "find_modes"]
+__all__ = ["HybridSampling", "HybridRun", "Modes", "find_modes", "gradient_sees_all"]
 
 #: key offsets keeping the pilot chips and the importance-sampling chunks apart from the subset
 #: simulation's level-0 chips (keyed 0..N-1) and its Markov chains
@@ -99,6 +99,15 @@ def _hlrf(scorer, latent, start, k, T, iterations, known, stop_cos=0.95):
             if nd > 0 and max(float(d @ u) / nd for u in known) > stop_cos:
                 return None, g
     return _flat(z)[0], g
+
+
+def gradient_sees_all(latent) -> bool:
+    """Whether the design-point gradients cover every latent coordinate.  They flow through the
+    programming blocks only; drift, read noise, stuck-at, chip gain and posterior-draw blocks get
+    none, so with any of those the modes would ignore coordinates that may carry the failures
+    (measured on the PCM preset: design points at beta 10-19 for events of probability 1e-4), and
+    the hybrid runs subset simulation alone."""
+    return all(kind == "prog" for kind, _, _ in latent.blocks)
 
 
 def find_modes(scorer, latent, design_count: int | None, quantile_min: float | None, seed: int, pilot: int,
@@ -294,7 +303,7 @@ class HybridSampling:
         state = _load(ck, fingerprint) if ck is not None else None
         if state is not None:
             modes, counts, logw = state
-        elif budget < MIN_BUDGET:
+        elif budget < MIN_BUDGET or not gradient_sees_all(latent):
             modes = Modes(np.zeros((0, latent.dim)), np.zeros(0), float("nan"), -1, 0)   # subset simulation alone
         else:
             pilot = min(self.pilot, budget // 40)

@@ -346,6 +346,13 @@ def _hybrid(est, scorer, latent, below, counts_thr, quantiles, budget, seed, n, 
                         "max_correct": int(lv.counts.max())} for lv in sus.levels],
             "n_per_level": sus.n_per_level, "p0": sus.p0, "stopped": run.stopped, "latent_dim": latent.dim,
             "temperature": run.modes.temperature, "design_count": run.modes.design_count}
+    if run.modes.K == 0:
+        from reliability.sampling.hybrid import MIN_BUDGET, gradient_sees_all
+
+        diag["subset_alone_because"] = (
+            f"budget under {MIN_BUDGET}" if budget < MIN_BUDGET else
+            "the chip has drift, read-noise, stuck-at, gain or posterior coordinates, which the design-point "
+            "gradients do not reach" if not gradient_sees_all(latent) else "the mode search found no design point")
     method = HYBRID_NAME if run.modes.K and run.counts.size else "subset-simulation"
     return TailResult(tuple(estimates), tuple(qs), run.evaluations, time.perf_counter() - t0, method, int(seed), n,
                       run.stopped != "interrupted", diag)

@@ -158,3 +158,19 @@ def test_bad_settings_are_refused(bad):
 
     with pytest.raises(ValueError):
         HybridSampling(**bad)
+
+
+def test_chips_with_coordinates_the_gradients_miss_run_subset_simulation_alone():
+    """Drift and read noise get no design-point gradient: the hybrid must not split on modes that
+    ignore them (it runs subset simulation alone, with the whole budget, and says why)."""
+    from reliability.cim.spec import ChipSpec
+    from reliability.devices import load_device
+
+    net, X, y, _, _ = _two_mechanisms()
+    spec = ChipSpec(device=load_device("pcm"), time_s=3.15e7)
+    auto = estimate_tail(net, X, y, spec, below=[0.5], budget=3000, seed=0)
+    alone = estimate_tail(net, X, y, spec, below=[0.5], budget=3000, seed=0, method="subset")
+    assert auto.method == "subset-simulation" and auto.diagnostics["modes"] == []
+    assert "drift" in auto.diagnostics["subset_alone_because"]
+    assert auto.estimates[0].probability == alone.estimates[0].probability
+    assert auto.evaluations == alone.evaluations
