@@ -305,6 +305,7 @@ class HybridSampling:
             modes, counts, logw = state
         elif budget < MIN_BUDGET or not gradient_sees_all(latent):
             modes = Modes(np.zeros((0, latent.dim)), np.zeros(0), float("nan"), -1, 0)   # subset simulation alone
+            counts, logw = np.zeros(0, dtype=np.int64), np.zeros(0)
         else:
             pilot = min(self.pilot, budget // 40)
             design = min(count_targets) if count_targets else None
@@ -337,7 +338,7 @@ class HybridSampling:
             run.counts, run.logw = counts, logw
             return run
         n_is = budget - modes.evaluations - sus.evaluations
-        shapes = [b.shape[1:] for b in latent.draw(np.random.default_rng(0), 1)]
+        shapes = [s for _, _, s in latent.blocks]
         splits = np.cumsum([int(np.prod(s)) for s in shapes])[:-1]
         c_list, w_list = [counts], [logw]
         done = counts.size

@@ -34,18 +34,22 @@ class ChipScorer:
             simulator.calibrate(self.x[: min(len(self.x), 256)])
         self.chunk = int(chunk or max(1, simulator._chunk_size(self.x, 256)))
 
+    def _chunks(self, z: list[np.ndarray]):
+        """``(start, n_correct, per-sample margins)`` of the chips in ``z``, a chunk at a time."""
+        adc = bool(self.sim.spec.periphery.adc_bits)
+        for s0 in range(0, z[0].shape[0], self.chunk):
+            part = [b[s0:s0 + self.chunk] for b in z]
+            W, levels = self.latent.weights(part, with_levels=True) if adc else (self.latent.weights(part), None)
+            logits = self.sim.forward_weights(self.x, W, levels)
+            yield s0, (np.argmax(logits, axis=-1) == self.y[None, :]).sum(axis=1), margin(logits, self.y)
+
     def counts_and_margins(self, z: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         S = z[0].shape[0]
         counts = np.empty(S, dtype=np.int64)
         mm = np.empty(S, dtype=np.float64)
-        for s0 in range(0, S, self.chunk):
-            part = [b[s0:s0 + self.chunk] for b in z]
-            adc = bool(self.sim.spec.periphery.adc_bits)
-            W, levels = self.latent.weights(part, with_levels=True) if adc else (self.latent.weights(part), None)
-            logits = self.sim.forward_weights(self.x, W, levels)
-            mg = margin(logits, self.y).astype(np.float64)
-            counts[s0:s0 + len(W[0])] = (np.argmax(logits, axis=-1) == self.y[None, :]).sum(axis=1)
-            mm[s0:s0 + len(W[0])] = mg.mean(axis=1)
+        for s0, cnt, mg in self._chunks(z):
+            counts[s0:s0 + len(cnt)] = cnt
+            mm[s0:s0 + len(cnt)] = mg.astype(np.float64).mean(axis=1)
         self.evaluations += S
         return counts, mm
 
@@ -54,13 +58,9 @@ class ChipScorer:
         S = z[0].shape[0]
         counts = np.empty(S, dtype=np.int64)
         out = np.empty((S, self.n))
-        for s0 in range(0, S, self.chunk):
-            part = [b[s0:s0 + self.chunk] for b in z]
-            adc = bool(self.sim.spec.periphery.adc_bits)
-            W, levels = self.latent.weights(part, with_levels=True) if adc else (self.latent.weights(part), None)
-            logits = self.sim.forward_weights(self.x, W, levels)
-            out[s0:s0 + len(W[0])] = margin(logits, self.y)
-            counts[s0:s0 + len(W[0])] = (np.argmax(logits, axis=-1) == self.y[None, :]).sum(axis=1)
+        for s0, cnt, mg in self._chunks(z):
+            counts[s0:s0 + len(cnt)] = cnt
+            out[s0:s0 + len(cnt)] = mg
         self.evaluations += S
         return counts, out
 
