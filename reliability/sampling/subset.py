@@ -41,8 +41,8 @@ class Level:
     acceptance: float = float("nan")
     rho: float = float("nan")
     ancestors: int = -1             # distinct level-0 chips the level's chains descend from (-1: unknown)
-    features: np.ndarray | None = None        # (N, ...) optional per-chip features (``SubsetSimulation.run``)
-    chain_features: np.ndarray | None = None  # (n_chains, chain_length, ...) the features along the chains
+    features: np.ndarray | None = None   # (N, ...) optional per-chip features (``SubsetSimulation.run``),
+                                         # in the order of ``scores`` (chain-major for MCMC levels)
 
 
 @dataclass
@@ -62,7 +62,8 @@ class SubsetRun:
             return 0.0
         I = lv.chain_scores < c
         if where is not None:
-            I = I & np.asarray(where(lv.chain_features), dtype=bool)
+            F = lv.features.reshape(lv.chain_scores.shape + lv.features.shape[1:])
+            I = I & np.asarray(where(F), dtype=bool)
         I = I.astype(np.float64)
         nc, L = I.shape
         p = I.mean()
@@ -187,9 +188,9 @@ class SubsetSimulation:
         """Run (or resume from ``checkpoint``) subset simulation.
 
         ``feature``, optional: a function of a block list of latent vectors returning an array whose
-        first axis is the chip (one number or one vector per chip); it is recorded for every level's chips (``Level.features``) so that
-        :meth:`SubsetRun.probability` can restrict an event to ``feature < value``.  It costs no
-        chip evaluation and leaves the run itself unchanged.
+        first axis is the chip (one number or one vector per chip); it is recorded for every level's
+        chips (``Level.features``) so that :meth:`SubsetRun.probability` can restrict an event with
+        ``where``.  It costs no chip evaluation and leaves the run itself unchanged.
 
         After every completed level the state is written to ``checkpoint`` (an ``.npz`` file) when
         given; a later call with the same file and settings resumes there and ends with exactly the
@@ -221,9 +222,10 @@ class SubsetSimulation:
                 run.evaluations = N
                 feats = None
                 if feature is not None:
-                    feats = np.concatenate([
-                        np.asarray(feature(latent.stack([latent.draw_chip(seed, i) for i in range(s0, min(N, s0 + chunk))])),
-                                   dtype=np.float64) for s0 in range(0, N, chunk)])
+                    # level-0 chips are re-drawn from their keys, as for the seeds below
+                    feats = np.concatenate([np.asarray(feature(latent.stack(
+                        [latent.draw_chip(seed, i) for i in range(s0, min(N, s0 + chunk))])), dtype=np.float64)
+                        for s0 in range(0, N, chunk)])
                 run.levels.append(Level(scorer.combine(counts, margins), counts, 1.0, math.inf, ancestors=N,
                                         features=feats))
                 _save_checkpoint(checkpoint, fingerprint, run, None, rho, scorer)
@@ -304,8 +306,7 @@ class SubsetSimulation:
                 run.levels.append(Level(chain.ravel(), chain_c.ravel(), lv.prob * float(np.mean(lv.scores < b)), b,
                                         chain, acc_total / (nc * max(L - 1, 1)), rho,
                                         int(np.unique(seeds_a).size) if np.all(seeds_a >= 0) else -1,
-                                        None if chain_f is None else chain_f.reshape((nc * L,) + chain_f.shape[2:]),
-                                        chain_f))
+                                        None if chain_f is None else chain_f.reshape((nc * L,) + chain_f.shape[2:])))
                 run.evaluations = evals
                 buf = new_buf
                 _save_checkpoint(checkpoint, fingerprint, run, buf, rho, scorer)
@@ -355,8 +356,6 @@ def _save_checkpoint(path, fingerprint, run, buf, rho, scorer):
             arrays[f"l{j}_chain"] = lv.chain_scores
         if lv.features is not None:
             arrays[f"l{j}_features"] = lv.features
-        if lv.chain_features is not None:
-            arrays[f"l{j}_chain_features"] = lv.chain_features
         meta["levels"].append({"prob": lv.prob, "threshold": None if math.isinf(lv.threshold) else lv.threshold,
                                "acceptance": lv.acceptance, "rho": lv.rho, "ancestors": lv.ancestors})
     if buf is not None:
@@ -390,8 +389,7 @@ def _load_checkpoint(path, fingerprint, latent):
                                     math.inf if lm["threshold"] is None else lm["threshold"],
                                     z[f"l{j}_chain"] if f"l{j}_chain" in z.files else None, lm["acceptance"], lm["rho"],
                                     int(lm.get("ancestors", -1)),
-                                    z[f"l{j}_features"] if f"l{j}_features" in z.files else None,
-                                    z[f"l{j}_chain_features"] if f"l{j}_chain_features" in z.files else None))
+                                    z[f"l{j}_features"] if f"l{j}_features" in z.files else None))
         buf = None
         if "buf_s" in z.files:
             # checkpoints written before ancestry was tracked resume with it unknown (-1)
