@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--workers", type=int, help="start a local Dask cluster with this many worker processes")
     tl.add_argument("--scheduler", help="join an existing Dask cluster at this address (tcp://host:port)")
     tl.add_argument("--checkpoint", help="checkpoint file (.npz): written as the run goes (the hybrid method "
-                    "also writes FILE-subset.npz beside it); an existing one from the same run is resumed")
+                    "also writes NAME-subset.npz beside NAME.npz); an existing one from the same run is resumed")
     tl.add_argument("--json", help="write the result as JSON")
     tl.add_argument("--force", action="store_true", help="overwrite --json if it exists")
     tl.set_defaults(func=cmd_tail)
