@@ -62,11 +62,13 @@ def test_linear_classifier_orthant_probability(method, name):
     assert res.evaluations <= 20000
 
 
-def test_plain_mc_and_subset_agree_where_mc_is_precise():
+@pytest.mark.parametrize("method", ["subset", "hybrid"])
+def test_plain_mc_and_the_estimators_agree_where_mc_is_precise(method):
     net, X, y, _, _ = _orthant_case()
     kw = dict(below=[2 / 3], budget=20000, seed=1)
     mc = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method="mc", **kw).estimates[0]
-    ss = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method="subset", **kw).estimates[0]
+    ss = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method=method, **kw).estimates[0]
+    assert ss.method.split()[0] == ("subset-simulation" if method == "subset" else "hybrid")
     assert mc.probability > 0.01  # common enough for plain MC: ~200+ events
     diff = abs(mc.probability - ss.probability)
     assert diff < 4 * np.hypot(mc.std_error, ss.std_error)
