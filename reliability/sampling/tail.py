@@ -120,15 +120,30 @@ def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: i
         r = run.probability(k + 1.0)
         estimates.append(_estimate(a, k, r, run, n))
     qs = [_quantile(run, kq, n) for kq in quantiles]
-    diag = {"levels": [{"threshold_score": lv.threshold, "probability": lv.prob, "acceptance": lv.acceptance,
-                        "rho": lv.rho, "ancestors": lv.ancestors, "min_correct": int(lv.counts.min()),
-                        "max_correct": int(lv.counts.max())}
-                       for lv in run.levels],
-            "n_per_level": run.n_per_level, "p0": run.p0, "stopped": run.stopped, "latent_dim": latent.dim,
+    diag = {"levels": _level_diagnostics(run), "n_per_level": run.n_per_level, "p0": run.p0, "stopped": run.stopped, "latent_dim": latent.dim,
             "score_tau": scorer.tau}
     return TailResult(tuple(estimates), tuple(qs), run.evaluations, time.perf_counter() - t0,
                       est.name if len(run.levels) > 1 else "monte-carlo (subset simulation stopped at level 0)",
                       int(seed), n, run.stopped != "interrupted", diag)
+
+
+def _lognormal_ci(p: float, cov: float) -> tuple[float, float]:
+    """95 % log-normal interval of an estimate ``p`` with coefficient of variation ``cov``."""
+    s = math.sqrt(math.log1p(cov * cov))
+    return p * math.exp(-1.96 * s), p * math.exp(1.96 * s)
+
+
+def _counts_holding(k: float, c: int, n: int, ci_of) -> tuple[int, int]:
+    """The quantile's interval in counts: the lowest and highest count within 50 of ``c`` whose
+    95 % interval ``ci_of(count)`` contains ``k`` (``c`` itself always included)."""
+    inside = [cc for cc in range(max(c - 50, 0), min(c + 50, n) + 1) if ci_of(cc)[0] <= k <= ci_of(cc)[1]]
+    return min(inside + [c]), max(inside + [c])
+
+
+def _level_diagnostics(run) -> list[dict]:
+    return [{"threshold_score": lv.threshold, "probability": lv.prob, "acceptance": lv.acceptance, "rho": lv.rho,
+             "ancestors": lv.ancestors, "min_correct": int(lv.counts.min()), "max_correct": int(lv.counts.max())}
+            for lv in run.levels]
 
 
 def _subset_reasons(r, run) -> list[str]:
@@ -159,8 +174,7 @@ def _estimate(a, k, r, run, n) -> TailEstimate:
     d = r["cov_upper"]
     reasons = _subset_reasons(r, run)
     if p > 0 and math.isfinite(d):
-        s = math.sqrt(math.log1p(d * d))
-        ci = (p * math.exp(-1.96 * s), p * math.exp(1.96 * s))
+        ci = _lognormal_ci(p, d)
         se = p * d
     else:
         N = r["n"]
@@ -174,19 +188,14 @@ def _estimate(a, k, r, run, n) -> TailEstimate:
 def _quantile(run, k, n) -> QuantileEstimate:
     s, level = run.score_quantile(k)
     c = int(math.floor(s))
-    # CI: the counts whose probability interval contains k
-    lo_c, hi_c = c, c
-    probs = {}
-    for cc in range(max(c - 50, 0), min(c + 50, n) + 1):
+
+    def ci_of(cc):
         r = run.probability(cc + 1.0)
         if r["p"] > 0 and math.isfinite(r["cov_upper"]):
-            sd = math.sqrt(math.log1p(r["cov_upper"] ** 2))
-            probs[cc] = (r["p"] * math.exp(-1.96 * sd), r["p"] * math.exp(1.96 * sd))
-        else:
-            probs[cc] = (0.0, r["level_prob"] * 3.0 / r["n"])
-    inside = [cc for cc, (lo, hi) in probs.items() if lo <= k <= hi]
-    if inside:
-        lo_c, hi_c = min(inside + [c]), max(inside + [c])
+            return _lognormal_ci(r["p"], r["cov_upper"])
+        return 0.0, r["level_prob"] * 3.0 / r["n"]
+
+    lo_c, hi_c = _counts_holding(k, c, n, ci_of)
     r = run.probability(c + 1.0)
     reasons = []
     if r["n_in_event"] < MIN_EVENTS:
@@ -277,8 +286,7 @@ def _hybrid_estimate(a, k, r, run, n) -> TailEstimate:
         reasons += [f"subset-simulation part ({r['lo_share']:.0%} of the estimate): {x}"
                     for x in _subset_reasons(r["subset"], run.subset)]
     if p > 0 and math.isfinite(d):
-        s = math.sqrt(math.log1p(d * d))
-        ci = (p * math.exp(-1.96 * s), p * math.exp(1.96 * s))
+        ci = _lognormal_ci(p, d)
     else:
         ci = (0.0, min(1.0, 1.96 * math.hypot(r["se_hi"], r["se_lo"]) if p == 0 else 1.0))
     return TailEstimate(a, float(p), float(p * d) if math.isfinite(d) else float("nan"),
@@ -291,27 +299,21 @@ def _hybrid_quantile(run, k, n) -> QuantileEstimate:
     k; the interval holds the counts whose 95 % interval contains k."""
     if run.modes.K == 0 or run.counts.size < 2:
         return _quantile(run.subset, k, n)
-    lows = [int(lv.counts.min()) for lv in run.subset.levels]
-    if run.counts.size:
-        lows.append(int(run.counts.min()))
     cache = {}
 
-    def prob(c):
+    def prob(c):     # (p, lower, upper, parts) of P(count <= c)
         if c not in cache:
             r = run.probability(c)
             p, d = r["p"], r["cov"]
-            if p > 0 and math.isfinite(d):
-                s = math.sqrt(math.log1p(d * d))
-                cache[c] = (p, p * math.exp(-1.96 * s), p * math.exp(1.96 * s), r)
-            else:
-                cache[c] = (p, 0.0, r["subset"]["level_prob"] * 3.0 / r["subset"]["n"], r)
+            lo, hi = _lognormal_ci(p, d) if p > 0 and math.isfinite(d) else \
+                (0.0, r["subset"]["level_prob"] * 3.0 / r["subset"]["n"])
+            cache[c] = (p, lo, hi, r)
         return cache[c]
 
-    c = min(lows)
+    c = min([int(lv.counts.min()) for lv in run.subset.levels] + [int(run.counts.min())])
     while c < n and prob(c)[0] < k:
         c += 1
-    inside = [cc for cc in range(max(c - 50, 0), min(c + 50, n) + 1) if prob(cc)[1] <= k <= prob(cc)[2]]
-    lo_c, hi_c = min(inside + [c]), max(inside + [c])
+    lo_c, hi_c = _counts_holding(k, c, n, lambda cc: prob(cc)[1:3])
     r = prob(c)[3]
     reasons = []
     if prob(c)[0] < k:
@@ -341,10 +343,7 @@ def _hybrid(est, scorer, latent, below, counts_thr, quantiles, budget, seed, n, 
                        "importance_events": r["n_is_event"], "importance_top_share": r.get("top_share"),
                        "importance_pareto_k": r.get("khat"), "subset_part": r["p_lo"], "subset_std_error": r["se_lo"],
                        "subset_events": r["subset"]["n_in_event"]} for a, r in zip(below, parts)],
-            "levels": [{"threshold_score": lv.threshold, "probability": lv.prob, "acceptance": lv.acceptance,
-                        "rho": lv.rho, "ancestors": lv.ancestors, "min_correct": int(lv.counts.min()),
-                        "max_correct": int(lv.counts.max())} for lv in sus.levels],
-            "n_per_level": sus.n_per_level, "p0": sus.p0, "stopped": run.stopped, "latent_dim": latent.dim,
+            "levels": _level_diagnostics(sus), "n_per_level": sus.n_per_level, "p0": sus.p0, "stopped": run.stopped, "latent_dim": latent.dim,
             "temperature": run.modes.temperature, "design_count": run.modes.design_count}
     if run.modes.K == 0:
         from reliability.sampling.hybrid import MIN_BUDGET, gradient_sees_all
