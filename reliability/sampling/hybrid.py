@@ -37,9 +37,7 @@ Measured (``benchmarks/tail.py``, budget 20,000): see the README's tail-accuracy
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +47,7 @@ from scipy import stats
 
 from reliability.errors import ReliabilityError
 from reliability.sampling.importance import soft_count_gradient
-from reliability.sampling.subset import SubsetRun, SubsetSimulation
+from reliability.sampling.subset import SubsetRun, SubsetSimulation, read_checkpoint_meta, write_checkpoint
 
 __all__ = ["HybridSampling", "HybridRun", "Modes", "find_modes", "gradient_sees_all"]
 
@@ -370,9 +368,7 @@ def _save(path, fingerprint, modes: Modes, counts, logw):
         return
     meta = {"fingerprint": fingerprint, "temperature": modes.temperature, "design_count": modes.design_count,
             "evaluations": modes.evaluations}
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), U=modes.U, norms=modes.norms, counts=counts, logw=logw)
-    os.replace(tmp, path)   # atomic: an interrupted write never leaves a broken checkpoint
+    write_checkpoint(path, meta, {"U": modes.U, "norms": modes.norms, "counts": counts, "logw": logw})
 
 
 def _load(path, fingerprint):
@@ -382,9 +378,6 @@ def _load(path, fingerprint):
         if "U" not in z.files:
             raise ReliabilityError(f"checkpoint {path} was not written by the hybrid estimator (an older subset-"
                                    "simulation checkpoint?); resume it with --method subset or delete it.")
-        meta = json.loads(str(z["meta"]))
-        if meta["fingerprint"] != fingerprint:
-            raise ReliabilityError(f"checkpoint {path} belongs to another run (different model, data, variation, "
-                                   "thresholds, budget or seed); delete it or choose another --checkpoint file.")
+        meta = read_checkpoint_meta(path, z, fingerprint)
         modes = Modes(z["U"], z["norms"], meta["temperature"], meta["design_count"], meta["evaluations"])
         return modes, z["counts"], z["logw"]

@@ -339,13 +339,35 @@ def _keep_lowest(buf, z, s, anc, n):
     return out, s_out, np.concatenate([buf_a[old], np.asarray(anc)[new]])
 
 
-def _save_checkpoint(path, fingerprint, run, buf, rho, scorer):
-    if path is None:
-        return
+def write_checkpoint(path, meta: dict, arrays: dict) -> None:
+    """Write ``meta`` (JSON) and ``arrays`` to the ``.npz`` file ``path`` atomically: an interrupted
+    write never leaves a broken checkpoint."""
     import json
     import os
     from pathlib import Path
 
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+    os.replace(tmp, path)
+
+
+def read_checkpoint_meta(path, z, fingerprint: str) -> dict:
+    """The metadata of the opened checkpoint ``z``, refused when it belongs to another run."""
+    import json
+
+    from reliability.errors import ReliabilityError
+
+    meta = json.loads(str(z["meta"]))
+    if meta["fingerprint"] != fingerprint:
+        raise ReliabilityError(f"checkpoint {path} belongs to another run (different model, data, variation, "
+                               "thresholds, budget or seed); delete it or choose another --checkpoint file.")
+    return meta
+
+
+def _save_checkpoint(path, fingerprint, run, buf, rho, scorer):
+    if path is None:
+        return
     arrays = {}
     meta = {"fingerprint": fingerprint, "n_per_level": run.n_per_level, "p0": run.p0, "evaluations": run.evaluations,
             "rho": rho, "centre": scorer.centre, "tau": scorer.tau, "levels": []}
@@ -363,26 +385,17 @@ def _save_checkpoint(path, fingerprint, run, buf, rho, scorer):
             arrays[f"buf_z{i}"] = b
         arrays["buf_s"] = buf[1]
         arrays["buf_a"] = buf[2]
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)   # atomic: an interrupted write never leaves a broken checkpoint
+    write_checkpoint(path, meta, arrays)
 
 
 def _load_checkpoint(path, fingerprint, latent):
-    import json
     from pathlib import Path
-
-    from reliability.errors import ReliabilityError
 
     path = Path(path)
     if not path.exists():
         return None
     with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        if meta["fingerprint"] != fingerprint:
-            raise ReliabilityError(f"checkpoint {path} belongs to another run (different model, data, variation, "
-                                   "thresholds, budget or seed); delete it or choose another --checkpoint file.")
+        meta = read_checkpoint_meta(path, z, fingerprint)
         run = SubsetRun(n_per_level=meta["n_per_level"], p0=meta["p0"], evaluations=meta["evaluations"])
         for j, lm in enumerate(meta["levels"]):
             run.levels.append(Level(z[f"l{j}_scores"], z[f"l{j}_counts"], lm["prob"],
