@@ -19,12 +19,24 @@ Algorithm, in the chips' latent Gaussian space ``z ~ N(0, I)``:
    ``H = {max_m t_m >= c}`` (near some mode) and its complement ``L``; ``P(F) = P(F, H) + P(F, L)``.
 3. **Subset simulation** (30 % of the budget) estimates ``P(F, L)``: it records every chip's
    projections and restricts the event to ``L`` (:meth:`SubsetRun.probability` with ``where``).
-4. **Importance sampling** (the rest) estimates ``P(F, H)``: mode ``m`` with probability ``1/K``,
-   ``t_m`` from a one-dimensional density ``g`` on ``[c, inf)`` (a defensive truncated prior,
-   weight 0.2, plus normals fitted to the subset levels' projections and one at the median
-   ``beta``), the rest of ``z`` exactly from the prior (``z = xi + (t - u_m . xi) u_m``).  The
-   weight depends on the ``K`` projections only, ``w = 1 / sum_m (1/K) 1(t_m >= c) g(t_m) / phi(t_m)``,
-   and is bounded on ``H`` by ``K Phi(-c) / 0.2``: no weight degeneracy in any dimension.
+4. **Importance sampling** (the rest) estimates ``P(F, H)`` in two stages, each a
+   :class:`ModeMixture`: mode ``m`` with probability ``pi_m``, ``t_m`` from a one-dimensional
+   density ``g_m`` on ``[c, inf)`` (always with a defensive truncated prior, weight 0.2), the rest of
+   ``z`` exactly from the prior (``z = xi + (t - u_m . xi) u_m``).  The weight depends on the ``K``
+   projections only and is bounded on ``H`` by ``Phi(-c) / (0.2 min pi)``: no weight degeneracy in
+   any dimension.
+
+   - *First stage* (a quarter of the chips): ``pi`` uniform, ``g`` the same for every mode, normals
+     fitted to the subset levels' projections and one at the median ``beta``.
+   - *Second stage*: each mode's number of correct samples given its coordinate is fitted on the
+     first stage's chips drawn from it (:func:`fit_count_model`), which gives ``P(F | t_m)``; the
+     proposal is then the variance-optimal ``g_m ~ phi sqrt(P(F | t_m))`` with modes weighted by
+     its integral (:func:`sqrt_optimal`).  A guard keeps it, a half-half blend with the first
+     stage, or the first stage again, whichever the first stage's chips say has the smallest
+     variance.
+   - All chips are weighted against the mixture of the two stages in the proportions of their chips
+     (the balance heuristic).
+
 5. **Uncertainty.**  ``P(F, H)`` has its sample standard error, raised when the subset
    simulation's samples of the event (approximately distributed as the chips in the event) predict
    a larger second moment of the weights: rare heavy weights the importance sample did not draw
@@ -49,7 +61,8 @@ from reliability.errors import ReliabilityError
 from reliability.sampling.importance import soft_count_gradient
 from reliability.sampling.subset import SubsetRun, SubsetSimulation, read_checkpoint_meta, write_checkpoint
 
-__all__ = ["HybridSampling", "HybridRun", "Modes", "find_modes", "gradient_sees_all"]
+__all__ = ["HybridSampling", "HybridRun", "ModeMixture", "Modes", "count_mean", "find_modes", "fit_count_model",
+           "gradient_sees_all", "sqrt_optimal"]
 
 #: key offsets keeping the pilot chips and the importance-sampling chunks apart from the subset
 #: simulation's level-0 chips (keyed 0..N-1) and its Markov chains
@@ -152,15 +165,169 @@ def find_modes(scorer, latent, design_count: int | None, quantile_min: float | N
     return Modes(U, B, T, int(design_count), int(evaluations))
 
 
+#: the tabulated one-dimensional densities live on ``[cut, cut + GRID_SPAN]`` in bins of ``GRID_STEP``
+GRID_STEP = 0.01
+GRID_SPAN = 10.0
+
+
+@dataclass
+class ModeMixture:
+    """An importance-sampling proposal that changes one coordinate of the chip: mode ``m`` with
+    probability ``pi[m]``, then ``t_m = u_m . z`` from a one-dimensional density ``g_m`` on
+    ``[cut, inf)``, the rest of ``z`` exactly from the prior.  ``g_m`` is a defensive truncated prior
+    (weight ``defensive``) plus a piecewise-constant body (``mass[m]`` over the bins ``edges``), so
+    that drawing and evaluating use the same density exactly.  ``q / phi`` depends on the ``K``
+    projections only: ``sum_m pi_m 1(t_m >= cut) g_m(t_m) / phi(t_m)``, at least
+    ``min pi * defensive / Phi(-cut)`` on ``H``."""
+
+    cut: float
+    defensive: float
+    pi: np.ndarray          # (K,)
+    edges: np.ndarray       # (B + 1,)
+    mass: np.ndarray        # (K, B), rows sum to 1
+
+    @staticmethod
+    def grid(cut: float) -> np.ndarray:
+        return cut + np.arange(0.0, GRID_SPAN + GRID_STEP / 2, GRID_STEP)
+
+    @classmethod
+    def from_normals(cls, cut: float, defensive: float, K: int, components) -> "ModeMixture":
+        """Every mode alike: the body is an equal mixture of normals truncated to ``[cut, inf)``."""
+        edges = cls.grid(cut)
+        mass = sum(_normal_bins(edges, m, s) for m, s in components)
+        mass /= mass.sum()
+        return cls(cut, defensive, np.full(K, 1.0 / K), edges, np.tile(mass, (K, 1)))
+
+    @property
+    def K(self) -> int:
+        return int(self.pi.size)
+
+    def log_g(self, m: int, t: np.ndarray) -> np.ndarray:
+        """Log density of mode ``m``'s one-dimensional proposal at ``t >= cut``."""
+        t = np.asarray(t, dtype=np.float64)
+        a = math.log(self.defensive) + stats.norm.logpdf(t) - stats.norm.logsf(self.cut)
+        i = np.searchsorted(self.edges, t, side="right") - 1
+        inside = (i >= 0) & (i < self.mass.shape[1])
+        with np.errstate(divide="ignore"):
+            body = np.log(self.mass[m, np.clip(i, 0, self.mass.shape[1] - 1)] / GRID_STEP)
+        b = np.where(inside, math.log(1 - self.defensive) + body, -np.inf)
+        return np.logaddexp(a, b)
+
+    def blend(self, other: "ModeMixture", a: float) -> "ModeMixture":
+        """The mixture ``(1 - a) self + a other`` (same cut, defensive weight and grid), exactly."""
+        pi = (1 - a) * self.pi + a * other.pi
+        mass = ((1 - a) * self.pi[:, None] * self.mass + a * other.pi[:, None] * other.mass) / pi[:, None]
+        return ModeMixture(self.cut, self.defensive, pi, self.edges, mass)
+
+    def log_ratio(self, proj: np.ndarray) -> np.ndarray:
+        """``log(q / phi)`` for chips with projections ``proj`` (..., K); ``-inf`` outside H."""
+        proj = np.asarray(proj, dtype=np.float64)
+        terms = []
+        for m in range(self.K):
+            tt = np.maximum(proj[..., m], self.cut)
+            with np.errstate(divide="ignore"):
+                lp = math.log(self.pi[m]) if self.pi[m] > 0 else -np.inf
+            terms.append(np.where(proj[..., m] >= self.cut, lp + self.log_g(m, tt) - stats.norm.logpdf(tt), -np.inf))
+        return np.logaddexp.reduce(np.stack(terms), axis=0)
+
+    def sample(self, rng: np.random.Generator, S: int) -> tuple[np.ndarray, np.ndarray]:
+        """Modes and their coordinates for ``S`` chips."""
+        mode = rng.choice(self.K, size=S, p=self.pi)
+        prior = rng.random(S) < self.defensive
+        u = rng.random(S)
+        t = stats.norm.isf(u * stats.norm.sf(self.cut))          # the truncated prior
+        cdf = np.cumsum(self.mass, axis=1)
+        for m in np.unique(mode[~prior]):
+            sel = (~prior) & (mode == m)
+            i = np.minimum(np.searchsorted(cdf[m], rng.random(int(sel.sum())), side="right"), self.mass.shape[1] - 1)
+            t[sel] = self.edges[i] + rng.random(i.size) * GRID_STEP
+        return mode, np.maximum(t, self.cut)
+
+
+def _normal_bins(edges: np.ndarray, mean: float, sd: float) -> np.ndarray:
+    """The bins' shares of a normal truncated to the grid."""
+    cdf = stats.norm.cdf((edges - mean) / sd)
+    return np.diff(cdf) / max(cdf[-1] - cdf[0], 1e-300)
+
+
+def fit_count_model(t: np.ndarray, counts: np.ndarray) -> dict | None:
+    """The number of correct samples given a mode coordinate ``t`` (the rest of the chip from the
+    prior): a quadratic mean fitted by least squares after one pass of outlier removal (five robust
+    standard deviations: chips failing through another mode), a constant robust spread, and the range
+    of ``t`` it was fitted on (outside it the mean continues along its tangent).  ``None`` with fewer
+    than 30 chips."""
+    t = np.asarray(t, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.float64)
+    if t.size < 30 or np.ptp(t) <= 0:
+        return None
+    coef = np.polyfit(t, c, 2)
+    r = c - np.polyval(coef, t)
+    sd = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+    keep = np.abs(r) <= 5 * max(sd, 0.5)
+    coef = np.polyfit(t[keep], c[keep], 2)
+    r = c[keep] - np.polyval(coef, t[keep])
+    sd = max(1.4826 * float(np.median(np.abs(r))), 0.5)
+    lo, hi = (float(q) for q in np.quantile(t, [0.02, 0.98]))
+    return {"coef": [float(x) for x in coef], "sd": sd, "range": [lo, hi], "chips": int(t.size)}
+
+
+def count_mean(model: dict, t: np.ndarray) -> np.ndarray:
+    lo, hi = model["range"]
+    tc = np.clip(t, lo, hi)
+    coef = np.asarray(model["coef"])
+    return np.polyval(coef, tc) + np.polyval(np.polyder(coef), tc) * (t - tc)
+
+
+def sqrt_optimal(cut: float, defensive: float, floor: float, models: list, targets, fallback_norms) -> ModeMixture:
+    """The proposal that minimises the variance of importance sampling over the mode coordinate.
+
+    For one mode and one event, with ``P(F | t)`` the probability that a chip with coordinate ``t``
+    (the rest from the prior) is in the event, the estimator ``w 1_F`` has second moment
+    ``int phi(t)^2 P(F | t) / g(t) dt``, smallest for ``g ~ phi(t) sqrt(P(F | t))`` (not for the
+    event's own distribution ``phi(t) P(F | t)``, which gives no gain over plain Monte Carlo where
+    ``P(F | t)`` is small).  ``P(F | t)`` comes from each mode's count model,
+    ``Phi((k + 0.5 - mean(t)) / sd)``.  Each event gets an equal share of the chips; within an event
+    the modes are weighted by their ``int phi sqrt(P(F | t)) dt`` (the optimal allocation), and every
+    mode keeps at least ``floor / K`` of them."""
+    edges = ModeMixture.grid(cut)
+    mid = 0.5 * (edges[1:] + edges[:-1])
+    K = len(models)
+    mass = np.zeros((K, mid.size))
+    logphi = stats.norm.logpdf(mid)
+    used = 0
+    for k in targets:
+        logh = np.full((K, mid.size), -np.inf)
+        for m, model in enumerate(models):
+            if model is not None:
+                logh[m] = logphi + 0.5 * stats.norm.logcdf((k + 0.5 - count_mean(model, mid)) / model["sd"])
+        top = logh.max()
+        if not np.isfinite(top):
+            continue
+        h = np.exp(logh - top)
+        mass += h / h.sum()
+        used += 1
+    for m in range(K):
+        if mass[m].sum() <= 0:   # no model for this mode (or no event probability): a normal at its beta
+            mass[m] = _normal_bins(edges, max(fallback_norms[m], cut), 0.5) * (1.0 / K) * max(used, 1)
+    share = mass.sum(axis=1)
+    pi = (1 - floor) * share / share.sum() + floor / K
+    return ModeMixture(cut, defensive, pi, edges, mass / share[:, None])
+
+
 @dataclass
 class HybridRun:
     modes: Modes
     cut: float
     defensive: float
     subset: SubsetRun
-    components: list = field(default_factory=list)     # (mean, sd) of the 1-D proposal's normals
+    components: list = field(default_factory=list)     # (mean, sd) of the first stage's normals
+    stages: list = field(default_factory=list)         # ModeMixture of each importance-sampling stage
+    count_models: list = field(default_factory=list)   # per mode, fitted on the first stage (diagnostics)
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    logw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    proj: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    drawn: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))   # the mode each chip was drawn from
+    stage: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    stage_choice: dict = field(default_factory=dict)   # which second stage was kept, and why
     stopped: str = ""
 
     @property
@@ -168,46 +335,35 @@ class HybridRun:
         return int(self.modes.evaluations + self.subset.evaluations + self.counts.size)
 
     # ------------------------------------------------------------------ the proposal
-    def log_g(self, t: np.ndarray) -> np.ndarray:
-        """Log density of the one-dimensional proposal on ``[cut, inf)``."""
-        t = np.asarray(t, dtype=np.float64)
-        a, c = self.defensive, self.cut
-        terms = [math.log(a) + stats.norm.logpdf(t) - stats.norm.logsf(c)]
-        C = len(self.components)
-        for m, s in self.components:
-            terms.append(math.log((1 - a) / C) + stats.norm.logpdf(t, m, s) - stats.norm.logsf(c, m, s))
-        return np.logaddexp.reduce(np.stack(terms), axis=0)
-
     def log_weight(self, proj: np.ndarray) -> np.ndarray:
-        """``log(phi / q)`` for chips with projections ``proj`` (..., K); ``+inf`` outside H (where
-        ``q`` is zero and no chip is ever drawn)."""
-        proj = np.asarray(proj, dtype=np.float64)
-        K = proj.shape[-1]
-        tt = np.maximum(proj, self.cut)
-        lr = np.where(proj >= self.cut, self.log_g(tt) - stats.norm.logpdf(tt), -np.inf)
-        return -np.logaddexp.reduce(lr - math.log(K), axis=-1)
+        """``log(phi / q)`` for chips with projections ``proj`` (..., K), ``q`` the mixture of the
+        stages in the proportions of their chips (the balance heuristic of multiple importance
+        sampling); ``+inf`` outside H (where ``q`` is zero and no chip is ever drawn)."""
+        n = np.bincount(self.stage, minlength=len(self.stages)).astype(float) if self.stage.size else np.ones(1)
+        terms = [math.log(c / n.sum()) + st.log_ratio(proj) for st, c in zip(self.stages, n) if c > 0]
+        return -np.logaddexp.reduce(np.stack(terms), axis=0)
+
+    @property
+    def logw(self) -> np.ndarray:
+        """The importance chips' log weights (cached until chips or stages change)."""
+        key = (self.counts.size, len(self.stages))
+        if getattr(self, "_logw_key", None) != key:
+            self._logw = self.log_weight(self.proj) if self.counts.size else np.zeros(0)
+            self._logw_key = key
+        return self._logw
 
     def outside(self, proj: np.ndarray) -> np.ndarray:
         """The region L (far from every mode), given projections (..., K)."""
         return np.asarray(proj).max(axis=-1) < self.cut
 
-    def sample_t(self, rng: np.random.Generator, S: int) -> tuple[np.ndarray, np.ndarray]:
-        """Modes and their coordinates for ``S`` importance-sampling chips."""
-        K, C = self.modes.K, len(self.components)
-        mode = rng.choice(K, size=S)
-        which = rng.choice(C + 1, size=S, p=[self.defensive] + [(1 - self.defensive) / C] * C)
-        m = np.array([0.0] + [c[0] for c in self.components])[which]
-        s = np.array([1.0] + [c[1] for c in self.components])[which]
-        t = m + s * stats.norm.isf(rng.random(S) * stats.norm.sf((self.cut - m) / s))
-        return mode, np.maximum(t, self.cut)
-
-    def place(self, rng: np.random.Generator, flat: np.ndarray) -> np.ndarray:
-        """Turn prior draws ``flat`` (S, dim) into importance-sampling chips, in place: for each row a
-        mode ``m`` and ``t ~ g``, then ``z = xi + (t - u_m . xi) u_m``; returns the projections (S, K)."""
-        mode, t = self.sample_t(rng, flat.shape[0])
+    def place(self, rng: np.random.Generator, flat: np.ndarray, stage: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Turn prior draws ``flat`` (S, dim) into chips of stage ``stage``'s proposal, in place: for each
+        row a mode ``m`` and ``t ~ g_m``, then ``z = xi + (t - u_m . xi) u_m``; returns the drawn modes
+        and the projections (S, K)."""
+        mode, t = self.stages[stage].sample(rng, flat.shape[0])
         um = self.modes.U[mode]
         flat += (t - np.sum(flat * um, axis=1))[:, None] * um
-        return flat @ self.modes.U.T
+        return mode, flat @ self.modes.U.T
 
     # ------------------------------------------------------------------ estimates
     def probability(self, k: int) -> dict:
@@ -222,7 +378,8 @@ class HybridRun:
                     "lo_share": 1.0, "subset_only": True}
         n = self.counts.size
         ind = self.counts <= k
-        w = np.exp(self.logw)
+        logw = self.logw
+        w = np.exp(logw)
         f = w * ind
         p_hi = float(f.mean())
         se_hi = float(f.std(ddof=1) / math.sqrt(n))
@@ -250,7 +407,7 @@ class HybridRun:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                _, kh = az.psislw(self.logw[ind].copy())
+                _, kh = az.psislw(logw[ind].copy())
             khat = float(np.asarray(kh))
         ess = float(f.sum() ** 2 / np.sum(f * f)) if np.any(f > 0) else 0.0
         top = float(f.max() / f.sum()) if np.any(f > 0) else float("nan")   # the largest chip's share
@@ -271,7 +428,12 @@ class HybridSampling:
     cut : float
         The split ``max_m u_m . z >= cut``.
     defensive : float
-        Weight of the truncated prior in the one-dimensional proposal.
+        Weight of the truncated prior in every one-dimensional proposal.
+    first_stage : float
+        Fraction of the importance-sampling chips drawn from the first proposal (normals fitted to the
+        subset levels); the rest come from the proposal fitted to them (:func:`sqrt_optimal`).
+    mode_floor : float
+        In the second stage every mode keeps at least ``mode_floor / K`` of the chips.
     pilot, starts, iterations :
         Pilot chips, HL-RF starting points besides the origin, HL-RF steps per start; the mode
         search spends at most 2.5 % (pilot) + 4 % (HL-RF) of the budget.
@@ -279,15 +441,22 @@ class HybridSampling:
 
     name = "hybrid"
 
-    def __init__(self, subset_share: float = 0.3, cut: float = 1.5, defensive: float = 0.2, pilot: int = 500,
-                 starts: int = 12, iterations: int = 20, subset: SubsetSimulation | None = None):
+    def __init__(self, subset_share: float = 0.3, cut: float = 1.5, defensive: float = 0.2, first_stage: float = 0.25,
+                 mode_floor: float = 0.25, pilot: int = 500, starts: int = 24, iterations: int = 20,
+                 subset: SubsetSimulation | None = None):
         if not 0.05 <= subset_share <= 0.9:
             raise ValueError(f"subset_share must be in [0.05, 0.9]; got {subset_share}.")
         if not 0 < defensive < 1:
             raise ValueError(f"defensive must be in (0, 1); got {defensive}.")
+        if not 0 < first_stage <= 1:
+            raise ValueError(f"first_stage must be in (0, 1]; got {first_stage}.")
+        if not 0 < mode_floor <= 1:
+            raise ValueError(f"mode_floor must be in (0, 1]; got {mode_floor}.")
         self.subset_share = subset_share
         self.cut = float(cut)
         self.defensive = float(defensive)
+        self.first_stage = float(first_stage)
+        self.mode_floor = float(mode_floor)
         self.pilot = int(pilot)
         self.starts = int(starts)
         self.iterations = int(iterations)
@@ -300,17 +469,17 @@ class HybridSampling:
         ck_sub = ck.with_name(ck.stem + "-subset.npz") if ck is not None else None
         state = _load(ck, fingerprint) if ck is not None else None
         if state is not None:
-            modes, counts, logw = state
-        elif budget < MIN_BUDGET or not gradient_sees_all(latent):
-            modes = Modes(np.zeros((0, latent.dim)), np.zeros(0), float("nan"), -1, 0)   # subset simulation alone
-            counts, logw = np.zeros(0, dtype=np.int64), np.zeros(0)
+            modes, saved = state
         else:
-            pilot = min(self.pilot, budget // 40)
-            design = min(count_targets) if count_targets else None
-            modes = find_modes(scorer, latent, design, quantile_min, seed, pilot, self.starts, self.iterations,
-                               pilot + int(0.04 * budget))
-            counts, logw = np.zeros(0, dtype=np.int64), np.zeros(0)
-            _save(ck, fingerprint, modes, counts, logw)
+            saved = None
+            if budget < MIN_BUDGET or not gradient_sees_all(latent):
+                modes = Modes(np.zeros((0, latent.dim)), np.zeros(0), float("nan"), -1, 0)   # subset simulation alone
+            else:
+                pilot = min(self.pilot, budget // 40)
+                design = min(count_targets) if count_targets else None
+                modes = find_modes(scorer, latent, design, quantile_min, seed, pilot, self.starts, self.iterations,
+                                   pilot + int(0.04 * budget))
+                _save(ck, fingerprint, modes, None)
         if progress is not None:
             progress(modes.evaluations, budget)
         U = modes.U
@@ -331,44 +500,95 @@ class HybridSampling:
                 comps.append((float(t.mean()), float(max(t.std(), 0.3))))
         comps.append((float(max(np.median(modes.norms), self.cut)), 0.5))
         run.components = comps
+        run.stages = [ModeMixture.from_normals(self.cut, self.defensive, modes.K, comps)]
+        run.proj = np.zeros((0, modes.K))
+        if saved is not None:
+            run.counts, run.proj, run.drawn, run.stage = saved
+        n_is = budget - modes.evaluations - sus.evaluations
+        # the first stage ends on a chunk boundary, so that a resumed run splits exactly as the original
+        n_first = n_is if self.first_stage >= 1 else min(n_is, max(CHUNK, CHUNK * round(self.first_stage * n_is / CHUNK)))
+        if run.counts.size >= n_first and n_first < n_is:
+            self._second_stage(run, count_targets, quantile_min)
         if sus.stopped == "interrupted":
             run.stopped = "interrupted"
-            run.counts, run.logw = counts, logw
             return run
-        n_is = budget - modes.evaluations - sus.evaluations
         shapes = [s for _, _, s in latent.blocks]
         splits = np.cumsum([int(np.prod(s)) for s in shapes])[:-1]
-        c_list, w_list = [counts], [logw]
-        done = counts.size
+        lists = [[run.counts], [run.proj], [run.drawn], [run.stage]]
+        done = run.counts.size
         try:
             while done < n_is:
+                if done >= n_first and len(run.stages) == 1:
+                    run.counts, run.proj, run.drawn, run.stage = (np.concatenate(x) for x in lists)
+                    self._second_stage(run, count_targets, quantile_min)
                 ci = done // CHUNK
-                S = min(CHUNK, n_is - done)
+                stage = 0 if done < n_first else 1
+                S = min(CHUNK, (n_first if stage == 0 else n_is) - done)
                 rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(IS_SPAWN, ci))))
                 flat = _flat(latent.draw(rng, S))
-                proj = run.place(rng, flat)
+                drawn, proj = run.place(rng, flat, stage)
                 z = [p.reshape((S,) + sh).astype(latent.dtype) for p, sh in zip(np.split(flat, splits, axis=1), shapes)]
                 cnt, _ = scorer.counts_and_margins(z)
-                c_list.append(cnt)
-                w_list.append(run.log_weight(proj))
+                for x, v in zip(lists, (cnt, proj, drawn, np.full(S, stage))):
+                    x.append(v)
                 done += S
                 if progress is not None:
                     progress(modes.evaluations + sus.evaluations + done, budget)
-                if ck is not None and (ci % 8 == 7 or done >= n_is):
-                    _save(ck, fingerprint, modes, np.concatenate(c_list), np.concatenate(w_list))
+                if ck is not None and (ci % 8 == 7 or done >= n_is or done == n_first):
+                    _save(ck, fingerprint, modes, [np.concatenate(x) for x in lists])
             run.stopped = "complete"
         except KeyboardInterrupt:
             run.stopped = "interrupted"
-        run.counts, run.logw = np.concatenate(c_list), np.concatenate(w_list)
+        run.counts, run.proj, run.drawn, run.stage = (np.concatenate(x) for x in lists)
         return run
 
+    def _second_stage(self, run: HybridRun, count_targets, quantile_min):
+        """Fit each mode's count model on the first stage's chips and add the :func:`sqrt_optimal`
+        proposal for the events asked for (with only quantiles asked for: the count whose estimated
+        probability from the first stage reaches the smallest of them)."""
+        first = run.stage == 0
+        models = [fit_count_model(run.proj[first & (run.drawn == m), m], run.counts[first & (run.drawn == m)])
+                  for m in range(run.modes.K)]
+        targets = list(count_targets)
+        if quantile_min is not None:
+            c = int(run.counts.min())
+            while c < run.subset.levels[0].counts.max() and run.probability(c)["p"] < quantile_min:
+                c += 1
+            targets.append(c)
+        run.count_models = models
+        fitted = sqrt_optimal(self.cut, self.defensive, self.mode_floor, models, targets, run.modes.norms)
+        first_q = run.stages[0]
+        # a guard against a count model that describes the chips badly (few evaluation samples, a step-like
+        # count): the first stage's chips estimate each candidate's second moment, E_A[w_A w_q 1_F], and
+        # the candidate with the smallest summed relative variance over the events is kept
+        lw_a = -first_q.log_ratio(run.proj[first])
+        cands = {"fitted": fitted, "half": first_q.blend(fitted, 0.5), "first": first_q}
+        score = {}
+        for name, q in cands.items():
+            lw_q = -q.log_ratio(run.proj[first])
+            tot = 0.0
+            for k in targets:
+                ind = run.counts[first] <= k
+                if not ind.any():
+                    continue
+                p = float(np.mean(np.exp(lw_a) * ind))
+                m2 = float(np.mean(np.exp(lw_a + lw_q) * ind))
+                tot += m2 / (p * p) - 1
+            score[name] = tot
+        run.stage_choice = {"chosen": min(score, key=score.get), "relative_variance": score}
+        run.stages.append(cands[run.stage_choice["chosen"]])
 
-def _save(path, fingerprint, modes: Modes, counts, logw):
+
+def _save(path, fingerprint, modes: Modes, chips):
     if path is None:
         return
     meta = {"fingerprint": fingerprint, "temperature": modes.temperature, "design_count": modes.design_count,
             "evaluations": modes.evaluations}
-    write_checkpoint(path, meta, {"U": modes.U, "norms": modes.norms, "counts": counts, "logw": logw})
+    K = modes.K
+    counts, proj, drawn, stage = chips if chips is not None else (np.zeros(0, np.int64), np.zeros((0, K)),
+                                                                   np.zeros(0, np.int64), np.zeros(0, np.int64))
+    write_checkpoint(path, meta, {"U": modes.U, "norms": modes.norms, "counts": counts, "proj": proj,
+                                  "drawn": drawn, "stage": stage})
 
 
 def _load(path, fingerprint):
@@ -378,6 +598,9 @@ def _load(path, fingerprint):
         if "U" not in z.files:
             raise ReliabilityError(f"checkpoint {path} was not written by the hybrid estimator (an older subset-"
                                    "simulation checkpoint?); resume it with --method subset or delete it.")
+        if "proj" not in z.files:
+            raise ReliabilityError(f"checkpoint {path} was written by an older version of the hybrid estimator, "
+                                   "whose proposal differs; finish it with that version or delete it.")
         meta = read_checkpoint_meta(path, z, fingerprint)
         modes = Modes(z["U"], z["norms"], meta["temperature"], meta["design_count"], meta["evaluations"])
-        return modes, z["counts"], z["logw"]
+        return modes, (z["counts"], z["proj"].reshape(-1, modes.K), z["drawn"], z["stage"])

@@ -335,6 +335,9 @@ def _hybrid(est, scorer, latent, below, counts_thr, quantiles, budget, seed, n, 
     sus = run.subset
     diag = {"modes": [float(b) for b in run.modes.norms], "cut": run.cut,
             "proposal_normals": [[float(m), float(s)] for m, s in run.components],
+            "proposal_stages": [{"chips": int(np.sum(run.stage == i)), "mode_probabilities": [float(x) for x in st.pi]}
+                                for i, st in enumerate(run.stages)],
+            "count_models": run.count_models, "second_stage": run.stage_choice,
             "evaluations": {"mode_search": run.modes.evaluations, "subset_simulation": sus.evaluations,
                             "importance_sampling": int(run.counts.size)},
             "split": [{"below": a, "importance_part": r["p_hi"], "importance_std_error": r["se_hi"],

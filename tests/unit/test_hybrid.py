@@ -17,7 +17,8 @@ from reliability.cim import load_onnx
 from reliability.cim.latent import LatentChips
 from reliability.cim.simulate import ChipSimulator
 from reliability.sampling import estimate_tail
-from reliability.sampling.hybrid import HybridRun, Modes, find_modes
+from reliability.sampling.hybrid import (HybridRun, ModeMixture, Modes, count_mean, find_modes, fit_count_model,
+                                          sqrt_optimal)
 from reliability.sampling.scoring import ChipScorer
 
 SIGMA = 0.18
@@ -64,40 +65,101 @@ def test_hybrid_estimate_on_two_mechanisms_matches_the_closed_form():
 
 
 def _toy_run(K=2, dim=6, seed=0):
+    """Two orthonormal modes; stage 0 the first stage's normals, stage 1 a second stage fitted to known
+    count models (mean count falling linearly with the mode coordinate)."""
     rng = np.random.default_rng(seed)
     U = np.linalg.qr(rng.standard_normal((dim, K)))[0].T          # orthonormal modes
     modes = Modes(U, np.array([3.0, 3.4][:K]), 1.0, 0, 0)
-    return HybridRun(modes, cut=1.5, defensive=0.2, subset=None, components=[(2.2, 0.4), (3.0, 0.5)])
+    run = HybridRun(modes, cut=1.5, defensive=0.2, subset=None, components=[(2.2, 0.4), (3.0, 0.5)])
+    models = [{"coef": [0.0, -20.0, 100.0], "sd": 6.0, "range": [1.5, 4.0], "chips": 500},
+              {"coef": [0.0, -15.0, 100.0], "sd": 8.0, "range": [1.5, 4.0], "chips": 500}][:K]
+    run.stages = [ModeMixture.from_normals(1.5, 0.2, K, run.components),
+                  sqrt_optimal(1.5, 0.2, 0.25, models, [40, 30], modes.norms)]
+    return run, models
 
 
-def test_proposal_density_is_normalised_and_weights_bounded():
-    run = _toy_run()
-    total, _ = integrate.quad(lambda t: float(np.exp(run.log_g(np.array([t])))[0]), run.cut, 40)
-    assert abs(total - 1) < 1e-6
+def test_proposal_densities_are_normalised_and_weights_bounded():
+    run, _ = _toy_run()
+    t = np.linspace(run.cut, 40, 2_000_001)
+    for st in run.stages:
+        assert math.isclose(st.pi.sum(), 1) and np.all(st.pi >= 0.25 / st.K - 1e-12)
+        for m in range(st.K):
+            total = np.exp(st.log_g(m, t)).sum() * (t[1] - t[0])
+            assert abs(total - 1) < 2e-3, (m, total)
     proj = np.random.default_rng(1).uniform(-3, 8, size=(20000, 2))
+    run.stage = np.repeat([0, 1], [300, 700])
     lw = run.log_weight(proj)
     inside = ~run.outside(proj)
-    bound = math.log(run.modes.K * stats.norm.sf(run.cut) / run.defensive)
+    pi_min = min(float(st.pi.min()) for st in run.stages)
+    bound = math.log(stats.norm.sf(run.cut) / (run.defensive * pi_min))
     assert np.all(lw[inside] <= bound + 1e-12)
     assert np.all(np.isposinf(lw[~inside]))           # q = 0 outside H: never drawn
 
 
 def test_mixture_importance_weights_are_unbiased():
-    """Draw through ``HybridRun.place`` and check E_q[w 1_A] = P(A) for events inside H."""
-    run = _toy_run()
+    """Draw through ``HybridRun.place`` from both stages and check, with the balance-heuristic weights,
+    E[w 1_A] = P(A) for events inside H."""
+    run, _ = _toy_run()
     rng = np.random.default_rng(7)
-    flat = rng.standard_normal((400000, 6))
-    proj = run.place(rng, flat)
+    n = 200000
+    flat = rng.standard_normal((2 * n, 6))
+    d0, p0 = run.place(rng, flat[:n], 0)
+    d1, p1 = run.place(rng, flat[n:], 1)
+    proj = np.concatenate([p0, p1])
+    run.stage = np.repeat([0, 1], [n, n])
     w = np.exp(run.log_weight(proj))
     t1 = flat @ run.modes.U[0]
     assert np.allclose(proj[:, 0], t1)
+    assert np.all(proj[np.arange(n), d0] >= run.cut) and np.all(p1[np.arange(n), d1] >= run.cut)
     cases = {"H": (np.ones(len(w), bool), 1 - stats.norm.cdf(run.cut) ** 2),
              "t1 >= 3": (t1 >= 3, stats.norm.sf(3)),
-             "t1 >= 2, t2 >= 2": ((proj[:, 0] >= 2) & (proj[:, 1] >= 2), stats.norm.sf(2) ** 2)}
+             "t1 >= 2, t2 >= 2": ((proj[:, 0] >= 2) & (proj[:, 1] >= 2), stats.norm.sf(2) ** 2),
+             "t2 >= 4.5": (proj[:, 1] >= 4.5, stats.norm.sf(4.5))}
     for name, (ind, p) in cases.items():
         f = w * ind
         se = f.std() / math.sqrt(f.size)
         assert abs(f.mean() - p) < 4 * se + 1e-12, (name, f.mean(), p, se)
+
+
+def test_second_stage_is_the_square_root_optimal_density():
+    """Within a mode the second stage's body is proportional to phi(t) sqrt(P(F | t)) (one event), and
+    the modes are weighted by the integrals of that, floored; the count model is recovered from chips
+    with outliers."""
+    rng = np.random.default_rng(3)
+    t = rng.uniform(1.5, 5, 4000)
+    c = np.round(500 - 30 * t - 4 * t**2 + rng.normal(0, 5, t.size))
+    c[:40] -= 200                                        # chips failing through another mode
+    fit = fit_count_model(t, c)
+    assert np.allclose(fit["coef"], [-4, -30, 500], atol=[0.6, 3, 6]) and abs(fit["sd"] - 5) < 0.4
+    models = [{"coef": [0.0, -20.0, 100.0], "sd": 6.0, "range": [1.5, 4.0], "chips": 500},
+              {"coef": [0.0, -15.0, 100.0], "sd": 8.0, "range": [1.5, 4.0], "chips": 500}]
+    st = sqrt_optimal(1.5, 0.2, 0.25, models, [30], np.array([3.0, 3.4]))
+    mid = 0.5 * (st.edges[1:] + st.edges[:-1])
+    h = [stats.norm.pdf(mid) * np.sqrt(stats.norm.cdf((30.5 - count_mean(m, mid)) / m["sd"])) for m in models]
+    for m in range(2):
+        live = st.mass[m] > 1e-6
+        ratio = st.mass[m][live] / h[m][live]
+        assert np.allclose(ratio, ratio[0], rtol=1e-6)
+    share = np.array([x.sum() for x in h])
+    assert np.allclose(st.pi, 0.75 * share / share.sum() + 0.125)
+    # beyond the fitted range the mean continues along its tangent
+    assert math.isclose(count_mean(models[0], np.array([6.0]))[0], 100 - 20 * 4 - 20 * 2)
+
+
+def test_second_stage_guard_keeps_the_first_proposal_when_the_count_model_is_poor():
+    """Two evaluation samples: the count is a step in each mode coordinate, which the quadratic count
+    model describes badly.  The first stage's chips estimate each candidate's variance, so the guard
+    keeps the first proposal, and the estimate still holds the closed form."""
+    net, X, y, beta, _ = _two_mechanisms()
+    truth = 1 - stats.norm.cdf(beta[0]) * stats.norm.cdf(beta[1])
+    for seed in range(2):
+        res = estimate_tail(net, X, y, f"weight-gaussian:sigma={SIGMA}", below=[0.5], budget=8000, seed=seed)
+        choice = res.diagnostics["second_stage"]
+        assert choice["chosen"] == "first", choice
+        rv = choice["relative_variance"]
+        assert rv["first"] < rv["half"] < rv["fitted"]
+        e = res.estimates[0]
+        assert e.ci95[0] <= truth <= e.ci95[1] and 1 / 1.2 < e.probability / truth < 1.2
 
 
 def test_checkpoint_resume_in_either_phase_equals_uninterrupted(tmp_path, monkeypatch):
@@ -152,7 +214,8 @@ def test_one_heavy_chip_flags_the_estimate():
     assert not few.reliable and "only 5 chips" in few.reason
 
 
-@pytest.mark.parametrize("bad", [dict(subset_share=0.01), dict(defensive=0.0)])
+@pytest.mark.parametrize("bad", [dict(subset_share=0.01), dict(defensive=0.0), dict(first_stage=0.0),
+                                 dict(mode_floor=0.0)])
 def test_bad_settings_are_refused(bad):
     from reliability.sampling.hybrid import HybridSampling
 

@@ -92,6 +92,12 @@ def test_public_case_against_brute_force_reference():
             covered += e.ci95[0] <= truth <= e.ci95[1]
         if seed == 0:
             quantile = res.quantiles[0]
+        # two importance stages, the second chosen by the guard among its three candidates
+        d = res.diagnostics
+        assert set(d["second_stage"]["relative_variance"]) == {"fitted", "half", "first"}
+        assert d["second_stage"]["chosen"] in d["second_stage"]["relative_variance"]
+        assert sum(st["chips"] for st in d["proposal_stages"]) == d["evaluations"]["importance_sampling"]
+        assert len(d["proposal_stages"]) == 2 and len(d["count_models"]) == len(d["modes"])
     assert covered >= 8, covered
     # the 1e-4 quantile: P(acc <= q) reaches 1e-4 between 522 and 523 correct in the reference
     cdf = np.cumsum(ref) / ref.sum()
