@@ -225,9 +225,8 @@ class ModeMixture:
         terms = []
         for m in range(self.K):
             tt = np.maximum(proj[..., m], self.cut)
-            with np.errstate(divide="ignore"):
-                lp = math.log(self.pi[m]) if self.pi[m] > 0 else -np.inf
-            terms.append(np.where(proj[..., m] >= self.cut, lp + self.log_g(m, tt) - stats.norm.logpdf(tt), -np.inf))
+            lr = math.log(self.pi[m]) + self.log_g(m, tt) - stats.norm.logpdf(tt)
+            terms.append(np.where(proj[..., m] >= self.cut, lr, -np.inf))
         return np.logaddexp.reduce(np.stack(terms), axis=0)
 
     def sample(self, rng: np.random.Generator, S: int) -> tuple[np.ndarray, np.ndarray]:
