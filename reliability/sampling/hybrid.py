@@ -11,8 +11,10 @@ show what it never samples.  Here both are used for what they do well.
 Algorithm, in the chips' latent Gaussian space ``z ~ N(0, I)``:
 
 1. **Modes.**  A pilot of independent chips ranks starting points; the HL-RF iteration (as in
-   :mod:`reliability.sampling.importance`) is run from the origin and from the lowest-scoring pilot
-   chips towards the boundary of a smooth surrogate of the deepest event.  Distinct end points
+   :mod:`reliability.sampling.importance`) is run from the origin and from low-scoring pilot chips
+   towards the boundary of a smooth surrogate of the deepest event; each next start is the lowest
+   pilot chip that the modes found so far do not explain (no projection on them reaches 1.5).
+   Distinct end points
    (cosine < 0.9) are the failure modes; unit directions ``u_m``, reliability indices ``beta_m``.
    Modes with ``beta_m > min beta + 1.5`` are dropped (their mass is ``exp(-beta^2/2)`` smaller).
 2. **Split.**  With ``t_m = u_m . z`` and a cut ``c`` (1.5), the latent space splits into
@@ -123,7 +125,8 @@ def gradient_sees_all(latent) -> bool:
 
 def find_modes(scorer, latent, design_count: int | None, quantile_min: float | None, seed: int, pilot: int,
                starts: int, iterations: int, max_evaluations: int, beta_slack: float = 1.5) -> Modes:
-    """Pilot chips, then HL-RF from the origin and the lowest pilot chips (see the module docstring).
+    """Pilot chips, then HL-RF from the origin and from pilot chips in order of their count, each next
+    start the lowest chip that the modes found so far do not explain (see the module docstring).
 
     ``design_count``: the count threshold of the deepest event (``None``: from the pilot, at the
     normal quantile ``quantile_min``)."""
@@ -135,12 +138,23 @@ def find_modes(scorer, latent, design_count: int | None, quantile_min: float | N
     if design_count is None:
         zq = stats.norm.isf(quantile_min)
         design_count = int(np.clip(math.floor(counts.mean() - zq * max(counts.std(), 0.5)), 0, scorer.n - 1))
-    order = np.lexsort((mg.mean(axis=1), counts))
-    cands = [[np.zeros((1,) + b.shape[1:]) for b in zp]] + [[b[i:i + 1] for b in zp] for i in order[:starts]]
+    order = list(np.lexsort((mg.mean(axis=1), counts)))
+    flat = _flat(zp)
     dirs, norms = [], []
-    for st in cands:
-        if evaluations + iterations > max_evaluations:
+    for n_start in range(starts + 1):
+        if evaluations + iterations > max_evaluations or (n_start and not order):
             break
+        if n_start == 0:
+            st = [np.zeros((1,) + b.shape[1:]) for b in zp]
+        else:
+            pick = 0
+            if dirs:
+                # the lowest pilot chip that the modes found so far do not explain (all its projections on
+                # them below 1.5): a start from an explained chip mostly runs back to a known mode
+                ok = np.nonzero((flat[order] @ np.stack(dirs).T).max(axis=1) < 1.5)[0]
+                pick = int(ok[0]) if ok.size else 0
+            i = order.pop(pick)
+            st = [b[i:i + 1] for b in zp]
         before = scorer.evaluations
         d, g = _hlrf(scorer, latent, st, design_count, T, iterations, dirs)
         evaluations += scorer.evaluations - before
