@@ -139,8 +139,13 @@ def find_modes(scorer, latent, design_count: int | None, quantile_min: float | N
         zq = stats.norm.isf(quantile_min)
         design_count = int(np.clip(math.floor(counts.mean() - zq * max(counts.std(), 0.5)), 0, scorer.n - 1))
     order = list(np.lexsort((mg.mean(axis=1), counts)))
-    flat = _flat(zp)
-    dirs, norms = [], []
+    sizes = np.cumsum([0] + [int(np.prod(b.shape[1:])) for b in zp])
+
+    def pilot_proj(u):      # the pilot chips' projections on u, block by block (no (pilot, dim) copy)
+        return sum((b.reshape(b.shape[0], -1) @ u[a:e].astype(b.dtype)).astype(np.float64)
+                   for b, a, e in zip(zp, sizes[:-1], sizes[1:]))
+
+    dirs, norms, proj = [], [], []
     for n_start in range(starts + 1):
         if evaluations + iterations > max_evaluations or (n_start and not order):
             break
@@ -151,7 +156,7 @@ def find_modes(scorer, latent, design_count: int | None, quantile_min: float | N
             if dirs:
                 # the lowest pilot chip that the modes found so far do not explain (all its projections on
                 # them below 1.5): a start from an explained chip mostly runs back to a known mode
-                ok = np.nonzero((flat[order] @ np.stack(dirs).T).max(axis=1) < 1.5)[0]
+                ok = np.nonzero(np.max(np.stack(proj, axis=1)[order], axis=1) < 1.5)[0]
                 pick = int(ok[0]) if ok.size else 0
             i = order.pop(pick)
             st = [b[i:i + 1] for b in zp]
@@ -167,9 +172,10 @@ def find_modes(scorer, latent, design_count: int | None, quantile_min: float | N
         same = [i for i, v in enumerate(dirs) if float(u @ v) > 0.9]
         if same:
             if nr < norms[same[0]]:
-                dirs[same[0]], norms[same[0]] = u, nr
+                dirs[same[0]], norms[same[0]], proj[same[0]] = u, nr, pilot_proj(u)
             continue
         dirs.append(u)
+        proj.append(pilot_proj(u))
         norms.append(nr)
     if dirs:
         keep = [i for i in range(len(dirs)) if norms[i] <= min(norms) + beta_slack]
