@@ -237,3 +237,32 @@ def test_chips_with_coordinates_the_gradients_miss_run_subset_simulation_alone()
     assert "drift" in auto.diagnostics["subset_alone_because"]
     assert auto.estimates[0].probability == alone.estimates[0].probability
     assert auto.evaluations == alone.evaluations
+
+
+def test_each_start_is_the_lowest_pilot_chip_the_known_modes_do_not_explain(monkeypatch):
+    """After a mode is found, the next HL-RF start skips pilot chips whose projection on a known mode
+    reaches 1.5 (they mostly run back to that mode) and takes the lowest-ranked of the rest."""
+    from reliability.sampling import hybrid
+
+    net, X, y, _, normals = _two_mechanisms()
+    sim = ChipSimulator(net, f"weight-gaussian:sigma={SIGMA}")
+    lat = LatentChips(sim)
+    u = normals[0] / np.linalg.norm(normals[0])
+    starts = []
+
+    def fake_hlrf(scorer, latent, start, k, T, iterations, known, stop_cos=0.95):
+        starts.append(hybrid._flat(start)[0])
+        return (3.0 * u, 0.0) if not known else (None, 0.0)      # the origin finds mode u; later starts find nothing
+
+    monkeypatch.setattr(hybrid, "_hlrf", fake_hlrf)
+    scorer = ChipScorer(sim, lat, X, y)
+    modes = find_modes(scorer, lat, 1, None, 0, 200, 5, 20, 10**6)
+    assert modes.K == 1 and len(starts) == 6 and np.allclose(starts[0], 0)
+    pilot = lat.stack([lat.draw_chip(0, hybrid.PILOT_KEY + i) for i in range(200)])
+    zp = hybrid._flat(pilot)
+    counts, mg = ChipScorer(sim, lat, X, y).sample_margins(pilot)
+    order = list(np.lexsort((mg.mean(axis=1), counts)))
+    expected = [i for i in order if zp[i] @ u < 1.5][:5]
+    assert expected != order[:5]          # some of the lowest pilot chips are explained by u and skipped
+    for got, i in zip(starts[1:], expected):
+        assert np.allclose(got, zp[i])
