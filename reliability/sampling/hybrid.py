@@ -526,8 +526,6 @@ class HybridSampling:
         n_is = budget - modes.evaluations - sus.evaluations
         # the first stage ends on a chunk boundary, so that a resumed run splits exactly as the original
         n_first = n_is if self.first_stage >= 1 else min(n_is, max(CHUNK, CHUNK * round(self.first_stage * n_is / CHUNK)))
-        if run.counts.size >= n_first and n_first < n_is:
-            self._second_stage(run, count_targets, quantile_min)
         if sus.stopped == "interrupted":
             run.stopped = "interrupted"
             return run
@@ -536,10 +534,13 @@ class HybridSampling:
         lists = [[run.counts], [run.proj], [run.drawn], [run.stage]]
         done = run.counts.size
         try:
-            while done < n_is:
-                if done >= n_first and len(run.stages) == 1:
+            while True:
+                # the second stage is fitted once the first is complete (also on resuming past it)
+                if n_first <= done and n_first < n_is and len(run.stages) == 1:
                     run.counts, run.proj, run.drawn, run.stage = (np.concatenate(x) for x in lists)
                     self._second_stage(run, count_targets, quantile_min)
+                if done >= n_is:
+                    break
                 ci = done // CHUNK
                 stage = 0 if done < n_first else 1
                 S = min(CHUNK, (n_first if stage == 0 else n_is) - done)
@@ -581,19 +582,13 @@ class HybridSampling:
         # count): the first stage's chips estimate each candidate's second moment, E_A[w_A w_q 1_F], and
         # the candidate with the smallest summed relative variance over the events is kept
         lw_a = -first_q.log_ratio(run.proj[first])
+        events = [ind for ind in (run.counts[first] <= k for k in targets) if ind.any()]
+        p = [float(np.mean(np.exp(lw_a) * ind)) for ind in events]
         cands = {"fitted": fitted, "half": first_q.blend(fitted, 0.5), "first": first_q}
         score = {}
         for name, q in cands.items():
-            lw_q = -q.log_ratio(run.proj[first])
-            tot = 0.0
-            for k in targets:
-                ind = run.counts[first] <= k
-                if not ind.any():
-                    continue
-                p = float(np.mean(np.exp(lw_a) * ind))
-                m2 = float(np.mean(np.exp(lw_a + lw_q) * ind))
-                tot += m2 / (p * p) - 1
-            score[name] = tot
+            w2 = np.exp(lw_a - q.log_ratio(run.proj[first]))
+            score[name] = sum(float(np.mean(w2 * ind)) / (pk * pk) - 1 for ind, pk in zip(events, p))
         run.stage_choice = {"chosen": min(score, key=score.get), "relative_variance": score}
         run.stages.append(cands[run.stage_choice["chosen"]])
 
