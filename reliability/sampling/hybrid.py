@@ -17,8 +17,16 @@ Algorithm, in the chips' latent Gaussian space ``z ~ N(0, I)``:
    Distinct end points
    (cosine < 0.9) are the failure modes; unit directions ``u_m``, reliability indices ``beta_m``.
    Modes with ``beta_m > min beta + 1.5`` are dropped (their mass is ``exp(-beta^2/2)`` smaller).
-2. **Split.**  With ``t_m = u_m . z`` and a cut ``c`` (1.5), the latent space splits into
+2. **Split.**  With ``t_m = u_m . z`` and a cut ``c``, the latent space splits into
    ``H = {max_m t_m >= c}`` (near some mode) and its complement ``L``; ``P(F) = P(F, H) + P(F, L)``.
+   Failing chips far from every design point are reached by importance sampling only through its
+   defensive prior, where the weights are largest, and carry most of its variance; subset
+   simulation's chains reach them in proportion to their mass, but its error grows with the share
+   of the event they hold.  That share falls with the event's depth (public case, largest
+   coordinate below 2.5: 17 % at 1.4e-3, 3 % at 1.9e-4, none seen at 1.4e-5; 40 % at 5e-3 in
+   10^5 dimensions), so ``c`` is 2.5 when the rarest event asked for is below 5e-4 (subset
+   simulation's estimate, known before importance sampling starts, or the smallest quantile ``k``)
+   and 1.5 otherwise; ``diagnostics["cut_because"]`` says which.
 3. **Subset simulation** (30 % of the budget) estimates ``P(F, L)``: it records every chip's
    projections and restricts the event to ``L`` (:meth:`SubsetRun.probability` with ``where``).
 4. **Importance sampling** (the rest) estimates ``P(F, H)`` in two stages, each a
@@ -73,6 +81,10 @@ IS_SPAWN = 2**31 - 3
 CHUNK = 256
 #: below this budget the mode search and the split do not pay: subset simulation alone
 MIN_BUDGET = 2000
+#: the split's cut: DEEP_CUT when the rarest event asked for is below DEEP_BELOW, else SHALLOW_CUT
+DEEP_CUT = 2.5
+SHALLOW_CUT = 1.5
+DEEP_BELOW = 5e-4
 
 
 @dataclass
@@ -347,6 +359,7 @@ class HybridRun:
     drawn: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))   # the mode each chip was drawn from
     stage: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     stage_choice: dict = field(default_factory=dict)   # which second stage was kept, and why
+    cut_because: str = ""
     stopped: str = ""
 
     @property
@@ -444,8 +457,10 @@ class HybridSampling:
     ----------
     subset_share : float
         Fraction of the budget (mode search included) spent before importance sampling starts.
-    cut : float
-        The split ``max_m u_m . z >= cut``.
+    cut : float or None
+        The split ``max_m u_m . z >= cut``; ``None`` (default): 2.5 when the rarest event asked for
+        is below 5e-4 by the subset simulation's estimate (or a quantile ``k`` below 5e-4 is asked
+        for), else 1.5 (module docstring).
     defensive : float
         Weight of the truncated prior in every one-dimensional proposal.
     first_stage : float
@@ -460,7 +475,7 @@ class HybridSampling:
 
     name = "hybrid"
 
-    def __init__(self, subset_share: float = 0.3, cut: float = 1.5, defensive: float = 0.2, first_stage: float = 0.25,
+    def __init__(self, subset_share: float = 0.3, cut: float | None = None, defensive: float = 0.2, first_stage: float = 0.25,
                  mode_floor: float = 0.25, pilot: int = 500, starts: int = 24, iterations: int = 20,
                  subset: SubsetSimulation | None = None):
         if not 0.05 <= subset_share <= 0.9:
@@ -472,7 +487,9 @@ class HybridSampling:
         if not 0 < mode_floor <= 1:
             raise ValueError(f"mode_floor must be in (0, 1]; got {mode_floor}.")
         self.subset_share = subset_share
-        self.cut = float(cut)
+        if cut is not None and not 0.5 <= cut <= 4.0:
+            raise ValueError(f"cut must be in [0.5, 4] (or None: chosen by the rarest event); got {cut}.")
+        self.cut = None if cut is None else float(cut)
         self.defensive = float(defensive)
         self.first_stage = float(first_stage)
         self.mode_floor = float(mode_floor)
@@ -507,19 +524,21 @@ class HybridSampling:
         sub_progress = None if progress is None else (lambda d, t: progress(modes.evaluations + d, budget))
         sus = self.subset.run(scorer, latent, [k + 1.0 for k in count_targets], quantile_min, max(sus_budget, 100),
                               seed, checkpoint=ck_sub, fingerprint=fingerprint, progress=sub_progress, feature=feature)
-        run = HybridRun(modes, self.cut, self.defensive, sus)
+        cut, because = self._cut(sus, count_targets, quantile_min)
+        run = HybridRun(modes, cut, self.defensive, sus)
+        run.cut_because = because
         if modes.K == 0:
             run.stopped = sus.stopped
             return run
         comps = []
         for lv in sus.levels[1:]:
             t = lv.features.max(axis=1)
-            t = t[t >= self.cut]
+            t = t[t >= cut]
             if t.size >= 10:
                 comps.append((float(t.mean()), float(max(t.std(), 0.3))))
-        comps.append((float(max(np.median(modes.norms), self.cut)), 0.5))
+        comps.append((float(max(np.median(modes.norms), cut)), 0.5))
         run.components = comps
-        run.stages = [ModeMixture.from_normals(self.cut, self.defensive, modes.K, comps)]
+        run.stages = [ModeMixture.from_normals(cut, self.defensive, modes.K, comps)]
         run.proj = np.zeros((0, modes.K))
         if saved is not None:
             run.counts, run.proj, run.drawn, run.stage = saved
@@ -562,6 +581,21 @@ class HybridSampling:
         run.counts, run.proj, run.drawn, run.stage = (np.concatenate(x) for x in lists)
         return run
 
+    def _cut(self, sus: SubsetRun, count_targets, quantile_min) -> tuple[float, str]:
+        """The split: ``self.cut`` when given, else :data:`DEEP_CUT` when the rarest event asked for
+        (subset simulation's estimate, or the smallest quantile ``k``) is below :data:`DEEP_BELOW`,
+        :data:`SHALLOW_CUT` otherwise (module docstring).  A function of the subset run only, so a
+        resumed run splits as the original."""
+        if self.cut is not None:
+            return self.cut, "given"
+        ps = [sus.probability(k + 1.0)["p"] for k in count_targets]
+        if quantile_min is not None:
+            ps.append(float(quantile_min))
+        rarest = min(ps) if ps else 0.0
+        cut = DEEP_CUT if rarest < DEEP_BELOW else SHALLOW_CUT
+        return cut, (f"the rarest event asked for has probability {rarest:.2g} "
+                     f"({'below' if rarest < DEEP_BELOW else 'at or above'} {DEEP_BELOW:g}): split at {cut:g}")
+
     def _second_stage(self, run: HybridRun, count_targets, quantile_min):
         """Fit each mode's count model on the first stage's chips and add the :func:`sqrt_optimal`
         proposal for the events asked for (with only quantiles asked for: the count whose estimated
@@ -576,7 +610,7 @@ class HybridSampling:
                 c += 1
             targets.append(c)
         run.count_models = models
-        fitted = sqrt_optimal(self.cut, self.defensive, self.mode_floor, models, targets, run.modes.norms)
+        fitted = sqrt_optimal(run.cut, self.defensive, self.mode_floor, models, targets, run.modes.norms)
         first_q = run.stages[0]
         # a guard against a count model that describes the chips badly (few evaluation samples, a step-like
         # count): the first stage's chips estimate each candidate's second moment, E_A[w_A w_q 1_F], and

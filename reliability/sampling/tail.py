@@ -333,7 +333,7 @@ def _hybrid(est, scorer, latent, below, counts_thr, quantiles, budget, seed, n, 
     estimates = [_hybrid_estimate(a, k, r, run, n) for a, k, r in zip(below, counts_thr, parts)]
     qs = [_hybrid_quantile(run, kq, n) for kq in quantiles]
     sus = run.subset
-    diag = {"modes": [float(b) for b in run.modes.norms], "cut": run.cut,
+    diag = {"modes": [float(b) for b in run.modes.norms], "cut": run.cut, "cut_because": run.cut_because,
             "proposal_normals": [[float(m), float(s)] for m, s in run.components],
             "proposal_stages": [{"chips": int(np.sum(run.stage == i)), "mode_probabilities": [float(x) for x in st.pi]}
                                 for i, st in enumerate(run.stages)],

@@ -214,8 +214,39 @@ def test_one_heavy_chip_flags_the_estimate():
     assert not few.reliable and "only 5 chips" in few.reason
 
 
+def test_the_cut_follows_the_rarest_event_asked_for():
+    """2.5 when the rarest event (subset simulation's estimate, or the smallest quantile k) is below
+    5e-4, else 1.5; a given cut is kept; the reason names the probability."""
+    from reliability.sampling.hybrid import DEEP_BELOW, DEEP_CUT, SHALLOW_CUT, HybridSampling
+
+    probs = {501.0: 1.4e-3, 401.0: 2e-4, 301.0: 0.0}         # count threshold + 1 -> estimate
+    sus = SimpleNamespace(probability=lambda c: {"p": probs[c]})
+    auto = HybridSampling()
+    assert auto._cut(sus, [500], None)[0] == SHALLOW_CUT == 1.5
+    cut, why = auto._cut(sus, [500, 400], None)
+    assert cut == DEEP_CUT == 2.5 and "0.0002" in why and "below" in why
+    assert auto._cut(sus, [500], 1e-5)[0] == DEEP_CUT          # a deep quantile asked for
+    assert auto._cut(sus, [500], 1e-3)[0] == SHALLOW_CUT
+    assert auto._cut(sus, [], DEEP_BELOW)[0] == SHALLOW_CUT    # at the boundary: shallow
+    assert auto._cut(sus, [300], None)[0] == DEEP_CUT          # subset simulation never reached it
+    assert HybridSampling(cut=1.5)._cut(sus, [400], None) == (1.5, "given")
+
+
+def test_the_chosen_cut_is_the_one_the_run_uses():
+    from reliability.sampling.hybrid import HybridSampling
+
+    net, X, y, _, _ = _two_mechanisms()
+    var = f"weight-gaussian:sigma={SIGMA}"
+    res = estimate_tail(net, X, y, var, below=[0.5], budget=4000, seed=0)
+    d = res.diagnostics
+    assert d["cut"] in (1.5, 2.5) and f"split at {d['cut']:g}" in d["cut_because"]
+    assert all(st["mode_probabilities"] for st in d["proposal_stages"])
+    given = estimate_tail(net, X, y, var, below=[0.5], budget=4000, seed=0, estimator=HybridSampling(cut=2.0))
+    assert given.diagnostics["cut"] == 2.0 and given.diagnostics["cut_because"] == "given"
+
+
 @pytest.mark.parametrize("bad", [dict(subset_share=0.01), dict(defensive=0.0), dict(first_stage=0.0),
-                                 dict(mode_floor=0.0)])
+                                 dict(mode_floor=0.0), dict(cut=0.1), dict(cut=6.0)])
 def test_bad_settings_are_refused(bad):
     from reliability.sampling.hybrid import HybridSampling
 

@@ -98,6 +98,8 @@ def test_public_case_against_brute_force_reference():
         assert d["second_stage"]["chosen"] in d["second_stage"]["relative_variance"]
         assert sum(st["chips"] for st in d["proposal_stages"]) == d["evaluations"]["importance_sampling"]
         assert len(d["proposal_stages"]) == 2 and len(d["count_models"]) == len(d["modes"])
+        # the rarest event (1.4e-5) is below 5e-4: the split is at 2.5
+        assert d["cut"] == 2.5 and "below" in d["cut_because"]
     assert covered >= 8, covered
     # the 1e-4 quantile: P(acc <= q) reaches 1e-4 between 522 and 523 correct in the reference
     cdf = np.cumsum(ref) / ref.sum()
