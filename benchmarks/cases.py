@@ -319,7 +319,7 @@ def _digits_cnn(epochs: int, minibatch: int, lr: float, init_seed: int, train_se
 
 CASES = (
     MLPCase("digits_mlp16_s10", 0.10, 40_000_000, hidden=(16,)),
-    MLPCase("digits_mlp48x24_s07", 0.07, 12_000_000, hidden=(48, 24)),
+    MLPCase("digits_mlp48x24_s07", 0.07, 24_000_000, hidden=(48, 24)),
     CNNCase("digits_cnn_s05", 0.05, 2_000_000),
     MLPCase("fmnist_mlp32_s03", 0.03, 5_000_000, part=1_000_000, hidden=(32,), data="fashion-mnist", max_iter=60),
 )
