@@ -525,8 +525,7 @@ class HybridSampling:
         sus = self.subset.run(scorer, latent, [k + 1.0 for k in count_targets], quantile_min, max(sus_budget, 100),
                               seed, checkpoint=ck_sub, fingerprint=fingerprint, progress=sub_progress, feature=feature)
         cut, because = self._cut(sus, count_targets, quantile_min)
-        run = HybridRun(modes, cut, self.defensive, sus)
-        run.cut_because = because
+        run = HybridRun(modes, cut, self.defensive, sus, cut_because=because)
         if modes.K == 0:
             run.stopped = sus.stopped
             return run
