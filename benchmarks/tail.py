@@ -57,6 +57,11 @@ def _cases(built: bool, only=None, deep: bool = False):
     return out
 
 
+def mc_evals_for_20pct(p: float) -> float:
+    """Plain Monte Carlo's chips for 20 % relative error at probability ``p`` (binomial variance)."""
+    return (1 - p) / (0.04 * p)
+
+
 def reference_check(estimates, intervals, p: float, ref_in_event: float, budget: float = 20000.0) -> dict:
     """The runs against a reference that is itself plain Monte Carlo (module docstring).
 
@@ -74,7 +79,7 @@ def reference_check(estimates, intervals, p: float, ref_in_event: float, budget:
         s = np.where((lo > 0) & (hi > lo), np.log(hi / lo) / (2 * 1.96), np.inf)
         centre = np.where(lo > 0, 0.5 * np.log(lo * hi), np.log(np.maximum(hi, 1e-300)))
     cover = int(np.sum(np.abs(centre - np.log(p)) <= 1.96 * np.sqrt(s ** 2 + ref_se ** 2)))
-    mc = (1 - p) / (0.04 * p)
+    mc = mc_evals_for_20pct(p)
     return {"ref_chips_in_event": int(ref_in_event), "ref_rel_se": ref_se, "mean_ratio": float(ratio.mean()),
             "mean_ratio_se": float(mean_se), "rel_sd": rel_sd,
             "mean_vs_ref_z": float((ratio.mean() - 1) / np.sqrt(mean_se ** 2 + ref_se ** 2)),
@@ -126,7 +131,7 @@ def run(repeats: int = 8, budget: int = 20000, built: bool = True, methods=("hyb
                 x = np.array(est[c])
                 rrmse = float(np.sqrt(np.mean((x / p - 1) ** 2)))
                 need = float(np.mean(evals) * (rrmse / 0.2) ** 2)
-                mc = (1 - p) / (0.04 * p)
+                mc = mc_evals_for_20pct(p)
                 chk = reference_check(x, ci[c], p, float(ref[: c + 1].sum()), float(np.mean(evals)))
                 rows.append({"case": name, "method": method, "threshold": f"acc <= {c}/{n}", "p_true": p,
                              "rrmse": rrmse, "ratio_range": (float(x.min() / p), float(x.max() / p)),
