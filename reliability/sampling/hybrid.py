@@ -29,21 +29,27 @@ Algorithm, in the chips' latent Gaussian space ``z ~ N(0, I)``:
    and 1.5 otherwise; ``diagnostics["cut_because"]`` says which.
 3. **Subset simulation** (30 % of the budget) estimates ``P(F, L)``: it records every chip's
    projections and restricts the event to ``L`` (:meth:`SubsetRun.probability` with ``where``).
-4. **Importance sampling** (the rest) estimates ``P(F, H)`` in two stages, each a
-   :class:`ModeMixture`: mode ``m`` with probability ``pi_m``, ``t_m`` from a one-dimensional
+4. **Importance sampling** (the rest) estimates ``P(F, H)`` in two stages, the first a
+   :class:`ModeMixture` (the second one too, or a blend with it): mode ``m`` with probability ``pi_m``, ``t_m`` from a one-dimensional
    density ``g_m`` on ``[c, inf)`` (always with a defensive truncated prior, weight 0.2), the rest of
    ``z`` exactly from the prior (``z = xi + (t - u_m . xi) u_m``).  The weight depends on the ``K``
    projections only and is bounded on ``H`` by ``Phi(-c) / (0.2 min pi)``: no weight degeneracy in
-   any dimension.
+   any dimension (also with the projection mixture: its ``q / phi`` is a ratio of ``K``-dimensional
+   densities, and the first stage's share of the mixture keeps the bound).
 
    - *First stage* (a quarter of the chips): ``pi`` uniform, ``g`` the same for every mode, normals
      fitted to the subset levels' projections and one at the median ``beta``.
    - *Second stage*: each mode's number of correct samples given its coordinate is fitted on the
      first stage's chips drawn from it (:func:`fit_count_model`), which gives ``P(F | t_m)``; the
      proposal is then the variance-optimal ``g_m ~ phi sqrt(P(F | t_m))`` with modes weighted by
-     its integral (:func:`sqrt_optimal`).  A guard keeps it, a half-half blend with the first
-     stage, or the first stage again, whichever the first stage's chips say has the smallest
-     variance.
+     its integral (:func:`sqrt_optimal`).  The count is also fitted on all ``K`` coordinates at
+     once (quadratic with cross terms), and a Gaussian mixture over ``t = U z`` is fitted to
+     ``phi_K(t) sqrt(P(F | t))`` (:mod:`reliability.sampling.projected`): it reaches chips that
+     fail through two modes at once, which the per-mode proposal reaches only through its
+     defensive prior.  A guard keeps, among the per-mode proposal, its half-half blend with the
+     first stage, the first stage again, and 0.2 first stage + 0.4 per-mode + 0.4 mixture
+     ("projected"), whichever the first stage's chips say has the smallest variance.  Chips the
+     mixture draws outside H are not evaluated and count as zeros.
    - All chips are weighted against the mixture of the two stages in the proportions of their chips
      (the balance heuristic).
 
@@ -69,6 +75,7 @@ from scipy import stats
 
 from reliability.errors import ReliabilityError
 from reliability.sampling.importance import soft_count_gradient
+from reliability.sampling.projected import NOT_EVALUATED, StageBlend, fit_joint_count_model, fit_projection_mixture
 from reliability.sampling.subset import SubsetRun, SubsetSimulation, read_checkpoint_meta, write_checkpoint
 
 __all__ = ["HybridSampling", "HybridRun", "ModeMixture", "Modes", "count_mean", "find_modes", "fit_count_model",
@@ -85,6 +92,10 @@ MIN_BUDGET = 2000
 DEEP_CUT = 2.5
 SHALLOW_CUT = 1.5
 DEEP_BELOW = 5e-4
+#: the "projected" second-stage candidate: weights of the first stage, the per-mode fit and the
+#: projection mixture; the key offset of the projection mixture's fit
+PROJECTED_BLEND = (0.2, 0.4, 0.4)
+PROJECTED_KEY = 2**20
 
 
 @dataclass
@@ -274,6 +285,18 @@ class ModeMixture:
             t[sel] = self.edges[i] + rng.random(i.size) * GRID_STEP
         return mode, np.maximum(t, self.cut)
 
+    def draw(self, rng: np.random.Generator, flat: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Turn prior draws ``flat`` (S, dim) into chips of this proposal, in place: for each row a mode
+        ``m`` and ``t ~ g_m``, then ``z = xi + (t - u_m . xi) u_m``; returns the drawn modes and the
+        projections (S, K)."""
+        mode, t = self.sample(rng, flat.shape[0])
+        um = U[mode]
+        flat += (t - np.sum(flat * um, axis=1))[:, None] * um
+        return mode, flat @ U.T
+
+    def describe(self) -> dict:
+        return {"kind": "mode-mixture", "mode_probabilities": [float(x) for x in self.pi]}
+
 
 def _normal_bins(edges: np.ndarray, mean: float, sd: float) -> np.ndarray:
     """The bins' shares of a normal truncated to the grid."""
@@ -354,6 +377,7 @@ class HybridRun:
     components: list = field(default_factory=list)     # (mean, sd) of the first stage's normals
     stages: list = field(default_factory=list)         # ModeMixture of each importance-sampling stage
     count_models: list = field(default_factory=list)   # per mode, fitted on the first stage (diagnostics)
+    joint_model: dict | None = None                    # all modes together, fitted on the first stage
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     proj: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     drawn: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))   # the mode each chip was drawn from
@@ -361,16 +385,24 @@ class HybridRun:
     stage_choice: dict = field(default_factory=dict)   # which second stage was kept, and why
     cut_because: str = ""
     stopped: str = ""
+    seed: int = 0
+
+    @property
+    def evaluated(self) -> int:
+        """Importance-sampling chips evaluated (drawn chips outside H are not)."""
+        return int(np.sum(self.counts != NOT_EVALUATED))
 
     @property
     def evaluations(self) -> int:
-        return int(self.modes.evaluations + self.subset.evaluations + self.counts.size)
+        return int(self.modes.evaluations + self.subset.evaluations + self.evaluated)
 
     # ------------------------------------------------------------------ the proposal
     def log_weight(self, proj: np.ndarray) -> np.ndarray:
         """``log(phi / q)`` for chips with projections ``proj`` (..., K), ``q`` the mixture of the
         stages in the proportions of their chips (the balance heuristic of multiple importance
-        sampling); ``+inf`` outside H (where ``q`` is zero and no chip is ever drawn)."""
+        sampling); ``+inf`` outside H when every stage is a :class:`ModeMixture` (``q`` is zero there);
+        chips drawn outside H by a :class:`~reliability.sampling.projected.ProjectionMixture` are never
+        evaluated and count as zeros."""
         n = np.bincount(self.stage, minlength=len(self.stages)).astype(float) if self.stage.size else np.ones(1)
         terms = [math.log(c / n.sum()) + st.log_ratio(proj) for st, c in zip(self.stages, n) if c > 0]
         return -np.logaddexp.reduce(np.stack(terms), axis=0)
@@ -389,13 +421,9 @@ class HybridRun:
         return np.asarray(proj).max(axis=-1) < self.cut
 
     def place(self, rng: np.random.Generator, flat: np.ndarray, stage: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Turn prior draws ``flat`` (S, dim) into chips of stage ``stage``'s proposal, in place: for each
-        row a mode ``m`` and ``t ~ g_m``, then ``z = xi + (t - u_m . xi) u_m``; returns the drawn modes
-        and the projections (S, K)."""
-        mode, t = self.stages[stage].sample(rng, flat.shape[0])
-        um = self.modes.U[mode]
-        flat += (t - np.sum(flat * um, axis=1))[:, None] * um
-        return mode, flat @ self.modes.U.T
+        """Turn prior draws ``flat`` (S, dim) into chips of stage ``stage``'s proposal, in place; returns
+        the drawn modes (-1: none) and the projections (S, K)."""
+        return self.stages[stage].draw(rng, flat, self.modes.U)
 
     # ------------------------------------------------------------------ estimates
     def probability(self, k: int) -> dict:
@@ -468,15 +496,21 @@ class HybridSampling:
         subset levels); the rest come from the proposal fitted to them (:func:`sqrt_optimal`).
     mode_floor : float
         In the second stage every mode keeps at least ``mode_floor / K`` of the chips.
+    projected : bool
+        Offer the guard the second-stage candidate with a projection mixture
+        (:mod:`reliability.sampling.projected`); ``False`` gives the per-mode proposals only.
     pilot, starts, iterations :
         Pilot chips, HL-RF starting points besides the origin, HL-RF steps per start; the mode
         search spends at most 2.5 % (pilot) + 4 % (HL-RF) of the budget.
     """
 
     name = "hybrid"
+    #: the proposal's version, part of a checkpoint's fingerprint: chips saved by another version were
+    #: drawn from another second stage, so such a checkpoint is refused (2: the projection mixture)
+    version = 2
 
     def __init__(self, subset_share: float = 0.3, cut: float | None = None, defensive: float = 0.2, first_stage: float = 0.25,
-                 mode_floor: float = 0.25, pilot: int = 500, starts: int = 24, iterations: int = 20,
+                 mode_floor: float = 0.25, projected: bool = True, pilot: int = 500, starts: int = 24, iterations: int = 20,
                  subset: SubsetSimulation | None = None):
         if not 0.05 <= subset_share <= 0.9:
             raise ValueError(f"subset_share must be in [0.05, 0.9]; got {subset_share}.")
@@ -493,6 +527,7 @@ class HybridSampling:
         self.defensive = float(defensive)
         self.first_stage = float(first_stage)
         self.mode_floor = float(mode_floor)
+        self.projected = bool(projected)
         self.pilot = int(pilot)
         self.starts = int(starts)
         self.iterations = int(iterations)
@@ -525,7 +560,7 @@ class HybridSampling:
         sus = self.subset.run(scorer, latent, [k + 1.0 for k in count_targets], quantile_min, max(sus_budget, 100),
                               seed, checkpoint=ck_sub, fingerprint=fingerprint, progress=sub_progress, feature=feature)
         cut, because = self._cut(sus, count_targets, quantile_min)
-        run = HybridRun(modes, cut, self.defensive, sus, cut_because=because)
+        run = HybridRun(modes, cut, self.defensive, sus, cut_because=because, seed=int(seed))
         if modes.K == 0:
             run.stopped = sus.stopped
             return run
@@ -565,13 +600,18 @@ class HybridSampling:
                 rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(IS_SPAWN, ci))))
                 flat = _flat(latent.draw(rng, S))
                 drawn, proj = run.place(rng, flat, stage)
-                z = [p.reshape((S,) + sh).astype(latent.dtype) for p, sh in zip(np.split(flat, splits, axis=1), shapes)]
-                cnt, _ = scorer.counts_and_margins(z)
+                inside = ~run.outside(proj)          # a chip drawn outside H is not evaluated: a zero
+                cnt = np.full(S, NOT_EVALUATED, dtype=np.int64)
+                if inside.any():
+                    Si = int(inside.sum())
+                    z = [p.reshape((Si,) + sh).astype(latent.dtype)
+                         for p, sh in zip(np.split(flat[inside], splits, axis=1), shapes)]
+                    cnt[inside] = scorer.counts_and_margins(z)[0]
                 for x, v in zip(lists, (cnt, proj, drawn, np.full(S, stage))):
                     x.append(v)
                 done += S
                 if progress is not None:
-                    progress(modes.evaluations + sus.evaluations + done, budget)
+                    progress(modes.evaluations + sus.evaluations + done, budget)   # draws: at least the evaluations
                 if ck is not None and (ci % 8 == 7 or done >= n_is or done == n_first):
                     _save(ck, fingerprint, modes, [np.concatenate(x) for x in lists])
             run.stopped = "complete"
@@ -599,9 +639,14 @@ class HybridSampling:
                      f"({'below' if rarest < DEEP_BELOW else 'at or above'} {DEEP_BELOW:g}): split at {cut:g}")
 
     def _second_stage(self, run: HybridRun, count_targets, quantile_min):
-        """Fit each mode's count model on the first stage's chips and add the :func:`sqrt_optimal`
-        proposal for the events asked for (with only quantiles asked for: the count whose estimated
-        probability from the first stage reaches the smallest of them)."""
+        """Fit each mode's count model, and one of all modes together, on the first stage's chips, and
+        add the proposal for the events asked for (with only quantiles asked for: the count whose
+        estimated probability from the first stage reaches the smallest of them) that the first stage's
+        chips say has the smallest variance among: the per-mode :func:`sqrt_optimal` proposal
+        (``"fitted"``), its half-half blend with the first stage (``"half"``), the first stage again
+        (``"first"``), and (``"projected"``) 0.2 first stage + 0.4 ``"fitted"`` + 0.4 a
+        :class:`~reliability.sampling.projected.ProjectionMixture` fitted to the joint count model, which
+        also reaches chips failing through two modes at once."""
         first = run.stage == 0
         models = [fit_count_model(run.proj[first & (run.drawn == m), m], run.counts[first & (run.drawn == m)])
                   for m in range(run.modes.K)]
@@ -621,11 +666,19 @@ class HybridSampling:
         events = [ind for ind in (run.counts[first] <= k for k in targets) if ind.any()]
         p = [float(np.mean(np.exp(lw_a) * ind)) for ind in events]
         cands = {"fitted": fitted, "half": first_q.blend(fitted, 0.5), "first": first_q}
+        run.joint_model = fit_joint_count_model(run.proj[first], run.counts[first]) if self.projected else None
+        projected_info = {"reason": "too few first-stage chips for a joint count model" if self.projected else "not asked for"}
+        if run.joint_model is not None:
+            pm, projected_info = fit_projection_mixture(
+                run.modes.U, run.modes.norms, run.cut, run.joint_model, targets,
+                np.random.SeedSequence(run.seed, spawn_key=(IS_SPAWN, PROJECTED_KEY)))
+            if pm is not None:
+                cands["projected"] = StageBlend([first_q, fitted, pm], np.array(PROJECTED_BLEND))
         score = {}
         for name, q in cands.items():
             w2 = np.exp(lw_a - q.log_ratio(run.proj[first]))
             score[name] = sum(float(np.mean(w2 * ind)) / (pk * pk) - 1 for ind, pk in zip(events, p))
-        run.stage_choice = {"chosen": min(score, key=score.get), "relative_variance": score}
+        run.stage_choice = {"chosen": min(score, key=score.get), "relative_variance": score, "projected": projected_info}
         run.stages.append(cands[run.stage_choice["chosen"]])
 
 

@@ -361,7 +361,8 @@ def read_checkpoint_meta(path, z, fingerprint: str) -> dict:
     meta = json.loads(str(z["meta"]))
     if meta["fingerprint"] != fingerprint:
         raise ReliabilityError(f"checkpoint {path} belongs to another run (different model, data, variation, "
-                               "thresholds, budget or seed); delete it or choose another --checkpoint file.")
+                               "thresholds, budget, seed, estimator settings or estimator version); delete it or choose another "
+                               "--checkpoint file.")
     return meta
 
 

@@ -70,7 +70,12 @@ def _fingerprint(sim, x, y, below, quantiles, budget, seed, method, estimator) -
     spec = sim.spec.to_dict()
     h.update(json.dumps({"spec": spec, "below": below, "quantiles": quantiles, "budget": int(budget), "seed": int(seed),
                          "method": method, "estimator": type(estimator).__name__,
-                         "p0": getattr(estimator, "p0", None)}, sort_keys=True, default=str).encode())
+                         "p0": getattr(estimator, "p0", None), "version": getattr(estimator, "version", None),
+                         # the estimator's scalar settings: a run resumed with other settings would weight the
+                         # saved chips against a proposal they were not drawn from
+                         "settings": {k: v for k, v in sorted(vars(estimator).items())
+                                      if isinstance(v, (bool, int, float, str, type(None)))} if estimator is not None else None},
+                        sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
@@ -335,11 +340,11 @@ def _hybrid(est, scorer, latent, below, counts_thr, quantiles, budget, seed, n, 
     sus = run.subset
     diag = {"modes": [float(b) for b in run.modes.norms], "cut": run.cut, "cut_because": run.cut_because,
             "proposal_normals": [[float(m), float(s)] for m, s in run.components],
-            "proposal_stages": [{"chips": int(np.sum(run.stage == i)), "mode_probabilities": [float(x) for x in st.pi]}
+            "proposal_stages": [{"chips": int(np.sum(run.stage == i)), **st.describe()}
                                 for i, st in enumerate(run.stages)],
-            "count_models": run.count_models, "second_stage": run.stage_choice,
+            "count_models": run.count_models, "joint_count_model": run.joint_model, "second_stage": run.stage_choice,
             "evaluations": {"mode_search": run.modes.evaluations, "subset_simulation": sus.evaluations,
-                            "importance_sampling": int(run.counts.size)},
+                            "importance_sampling": run.evaluated},
             "split": [{"below": a, "importance_part": r["p_hi"], "importance_std_error": r["se_hi"],
                        "importance_std_error_sample": r.get("se_hi_sample"),
                        "importance_std_error_predicted": r.get("se_hi_predicted"),

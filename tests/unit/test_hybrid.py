@@ -64,6 +64,28 @@ def test_hybrid_estimate_on_two_mechanisms_matches_the_closed_form():
     assert sum(ev.values()) == res.evaluations <= 20000
 
 
+def test_second_stage_candidates_with_and_without_the_projection_mixture():
+    """The guard sees the projection-mixture candidate by default and not with ``projected=False``;
+    both estimates match the closed form."""
+    from reliability.sampling.hybrid import HybridSampling
+
+    net, X, y, beta, _ = _two_mechanisms()
+    truth = 1 - np.prod(stats.norm.cdf(beta))
+    for projected in (True, False):
+        res = estimate_tail(net, X, y, f"weight-gaussian:sigma={SIGMA}", below=[0.5], budget=20000, seed=3,
+                            estimator=HybridSampling(projected=projected))
+        d = res.diagnostics
+        cands = set(d["second_stage"]["relative_variance"])
+        assert cands == ({"fitted", "half", "first", "projected"} if projected else {"fitted", "half", "first"})
+        assert (d["joint_count_model"] is not None) == projected
+        if projected:
+            assert d["joint_count_model"]["cross"] and d["second_stage"]["projected"]["resampling_ess"] > 2000
+        else:
+            assert d["second_stage"]["projected"] == {"reason": "not asked for"}
+        e = res.estimates[0]
+        assert e.reliable and 1 / 1.2 < e.probability / truth < 1.2 and e.ci95[0] <= truth <= e.ci95[1]
+
+
 def _toy_run(K=2, dim=6, seed=0):
     """Two orthonormal modes; stage 0 the first stage's normals, stage 1 a second stage fitted to known
     count models (mean count falling linearly with the mode coordinate)."""
@@ -170,7 +192,8 @@ def test_checkpoint_resume_in_either_phase_equals_uninterrupted(tmp_path, monkey
     from reliability.sampling import hybrid, scoring
 
     for name, target, at in (("subset phase", (scoring.ChipScorer, "score"), 6),
-                             ("importance phase", (hybrid.HybridRun, "place"), 3)):
+                             ("importance phase", (hybrid.HybridRun, "place"), 3),
+                             ("second-stage", (hybrid.HybridRun, "place"), 6)):
         real = getattr(*target)
         calls = {"n": 0}
 
@@ -191,6 +214,22 @@ def test_checkpoint_resume_in_either_phase_equals_uninterrupted(tmp_path, monkey
         assert resumed.estimates[0].probability == full.estimates[0].probability, name
         assert resumed.estimates[0].ci95 == full.estimates[0].ci95, name
         assert resumed.evaluations == full.evaluations, name
+
+
+def test_a_checkpoint_is_refused_by_an_estimator_with_other_settings(tmp_path):
+    """Saved chips were drawn from the proposal of the settings that saved them: resuming with other
+    settings (here without the projection mixture) would weight them wrongly, so it is refused."""
+    from reliability.errors import ReliabilityError
+    from reliability.sampling.hybrid import HybridSampling
+
+    net, X, y, _, _ = _two_mechanisms()
+    kw = dict(below=[0.5], budget=2500, seed=4, checkpoint=tmp_path / "run.npz")
+    var = f"weight-gaussian:sigma={SIGMA}"
+    first = estimate_tail(net, X, y, var, **kw)
+    again = estimate_tail(net, X, y, var, **kw)                   # same settings: resumed, same result
+    assert again.estimates[0].probability == first.estimates[0].probability
+    with pytest.raises(ReliabilityError, match="estimator settings"):
+        estimate_tail(net, X, y, var, estimator=HybridSampling(projected=False), **kw)
 
 
 def test_small_budget_runs_subset_simulation_alone():
