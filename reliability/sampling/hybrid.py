@@ -30,9 +30,10 @@ Algorithm, in the chips' latent Gaussian space ``z ~ N(0, I)``:
 3. **Subset simulation** (30 % of the budget) estimates ``P(F, L)``: it records every chip's
    projections and restricts the event to ``L`` (:meth:`SubsetRun.probability` with ``where``).
 4. **Importance sampling** (the rest) estimates ``P(F, H)`` in two stages, the first a
-   :class:`ModeMixture` (the second one too, or a blend with it): mode ``m`` with probability ``pi_m``, ``t_m`` from a one-dimensional
-   density ``g_m`` on ``[c, inf)`` (always with a defensive truncated prior, weight 0.2), the rest of
-   ``z`` exactly from the prior (``z = xi + (t - u_m . xi) u_m``).  The weight depends on the ``K``
+   :class:`ModeMixture` (the second one too, or a blend with it): mode ``m`` with probability
+   ``pi_m``, ``t_m`` from a one-dimensional density ``g_m`` on ``[c, inf)`` (always with a defensive
+   truncated prior, weight 0.2), the rest of ``z`` exactly from the prior
+   (``z = xi + (t - u_m . xi) u_m``).  The weight depends on the ``K``
    projections only and is bounded on ``H`` by ``Phi(-c) / (0.2 min pi)``: no weight degeneracy in
    any dimension (also with the projection mixture: its ``q / phi`` is a ratio of ``K``-dimensional
    densities, and the first stage's share of the mixture keeps the bound).
@@ -375,7 +376,7 @@ class HybridRun:
     defensive: float
     subset: SubsetRun
     components: list = field(default_factory=list)     # (mean, sd) of the first stage's normals
-    stages: list = field(default_factory=list)         # ModeMixture of each importance-sampling stage
+    stages: list = field(default_factory=list)         # each stage's proposal: ModeMixture or StageBlend
     count_models: list = field(default_factory=list)   # per mode, fitted on the first stage (diagnostics)
     joint_model: dict | None = None                    # all modes together, fitted on the first stage
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -510,8 +511,8 @@ class HybridSampling:
     version = 2
 
     def __init__(self, subset_share: float = 0.3, cut: float | None = None, defensive: float = 0.2, first_stage: float = 0.25,
-                 mode_floor: float = 0.25, projected: bool = True, pilot: int = 500, starts: int = 24, iterations: int = 20,
-                 subset: SubsetSimulation | None = None):
+                 mode_floor: float = 0.25, projected: bool = True, pilot: int = 500, starts: int = 24,
+                 iterations: int = 20, subset: SubsetSimulation | None = None):
         if not 0.05 <= subset_share <= 0.9:
             raise ValueError(f"subset_share must be in [0.05, 0.9]; got {subset_share}.")
         if not 0 < defensive < 1:
@@ -667,7 +668,8 @@ class HybridSampling:
         p = [float(np.mean(np.exp(lw_a) * ind)) for ind in events]
         cands = {"fitted": fitted, "half": first_q.blend(fitted, 0.5), "first": first_q}
         run.joint_model = fit_joint_count_model(run.proj[first], run.counts[first]) if self.projected else None
-        projected_info = {"reason": "too few first-stage chips for a joint count model" if self.projected else "not asked for"}
+        projected_info = {"reason": "too few first-stage chips for a joint count model" if self.projected
+                          else "not asked for"}
         if run.joint_model is not None:
             pm, projected_info = fit_projection_mixture(
                 run.modes.U, run.modes.norms, run.cut, run.joint_model, targets,
@@ -678,7 +680,8 @@ class HybridSampling:
         for name, q in cands.items():
             w2 = np.exp(lw_a - q.log_ratio(run.proj[first]))
             score[name] = sum(float(np.mean(w2 * ind)) / (pk * pk) - 1 for ind, pk in zip(events, p))
-        run.stage_choice = {"chosen": min(score, key=score.get), "relative_variance": score, "projected": projected_info}
+        run.stage_choice = {"chosen": min(score, key=score.get), "relative_variance": score,
+                            "projected": projected_info}
         run.stages.append(cands[run.stage_choice["chosen"]])
 
 

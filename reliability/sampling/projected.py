@@ -131,8 +131,8 @@ class StageBlend:
     weights: np.ndarray
 
     def log_ratio(self, proj: np.ndarray) -> np.ndarray:
-        return np.logaddexp.reduce(np.stack([math.log(w) + p.log_ratio(proj) for w, p in zip(self.weights, self.parts)]),
-                                   axis=0)
+        terms = [math.log(w) + p.log_ratio(proj) for w, p in zip(self.weights, self.parts)]
+        return np.logaddexp.reduce(np.stack(terms), axis=0)
 
     def draw(self, rng: np.random.Generator, flat: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         S = flat.shape[0]
@@ -147,7 +147,8 @@ class StageBlend:
         return drawn, flat @ U.T
 
     def describe(self) -> dict:
-        return {"kind": "blend", "weights": [float(w) for w in self.weights], "parts": [p.describe() for p in self.parts]}
+        return {"kind": "blend", "weights": [float(w) for w in self.weights],
+                "parts": [p.describe() for p in self.parts]}
 
 
 def fit_projection_mixture(U: np.ndarray, norms: np.ndarray, cut: float, model: dict, targets, seed_seq,

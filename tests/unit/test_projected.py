@@ -92,7 +92,8 @@ def test_blended_stage_weights_are_unbiased_inside_h():
             g = np.linspace(-6, 2.5, 3401)
             dx = g[1] - g[0]
             a, b = np.meshgrid(g, g, indexing="ij")
-            p = float(np.sum(stats.norm.pdf(a) * stats.norm.pdf(b) * ((a + b >= 4) & (np.maximum(a, b) >= 1.5))) * dx * dx)
+            region = (a + b >= 4) & (np.maximum(a, b) >= 1.5)
+            p = float(np.sum(stats.norm.pdf(a) * stats.norm.pdf(b) * region) * dx * dx)
         f = w * ind
         se = f.std() / math.sqrt(f.size)
         assert abs(f.mean() - p) < 4 * se + 1e-12, (name, f.mean(), p, se)
