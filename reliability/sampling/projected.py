@@ -69,8 +69,13 @@ def fit_joint_count_model(T: np.ndarray, counts: np.ndarray) -> dict | None:
     return {"coef": [float(x) for x in coef], "sd": sd, "cross": bool(cross), "chips": int(n)}
 
 
-def joint_count_mean(model: dict, T: np.ndarray) -> np.ndarray:
-    return joint_features(T, model["cross"]) @ np.asarray(model["coef"])
+def joint_count_mean(model: dict, T: np.ndarray, block: int = 65536) -> np.ndarray:
+    """The model's mean count at the rows of ``T`` (in blocks: the features of 400,000 rows of 20
+    coordinates would take 0.7 GB)."""
+    T = np.asarray(T, dtype=np.float64)
+    coef = np.asarray(model["coef"])
+    return np.concatenate([joint_features(T[i:i + block], model["cross"]) @ coef for i in range(0, T.shape[0], block)]
+                          or [np.zeros(0)])
 
 
 def _mvn_logpdf(T: np.ndarray, mean: np.ndarray, chol: np.ndarray) -> np.ndarray:

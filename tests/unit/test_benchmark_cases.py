@@ -64,3 +64,23 @@ def test_thresholds_only_where_the_reference_has_100_chips_in_the_event():
     cdf = np.cumsum(hist) / hist.sum()
     assert [c for c, _ in got] == [5, 3]
     assert got[0][1] == pytest.approx(cdf[5]) and got[1][1] == pytest.approx(cdf[3])
+
+
+@dataclass(frozen=True)
+class OtherCoinCase(CoinCase):
+    """The same case name with another evaluation set: a stand-in for a network trained differently."""
+
+    def _clean(self):
+        return np.ones((20, 1)), np.zeros(20, dtype=np.int64), None
+
+
+def test_a_cached_part_of_another_network_is_refused_and_a_part_without_digest_is_read(cache):
+    case = CoinCase("coin", 0.0, 1_000, seed=3)
+    h = case.reference_part(0, progress=False)
+    with np.load(cache / "coin.npz") as z:
+        assert str(z["digest"]) == case.digest()
+    with pytest.raises(RuntimeError, match="another trained network"):
+        OtherCoinCase("coin", 0.0, 1_000, seed=3).reference_part(0, progress=False)
+    # a part written before digests existed is read back as it is
+    np.savez(cache / "coin.npz", hist=h, chips=1_000, part=0, meta="{}")
+    np.testing.assert_array_equal(OtherCoinCase("coin", 0.0, 1_000, seed=3).reference_part(0, progress=False), h)

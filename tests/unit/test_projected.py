@@ -136,3 +136,15 @@ def test_not_evaluated_chips_are_never_in_an_event():
     counts = np.array([3, NOT_EVALUATED, 7])
     for k in (0, 5, 10, 10**9):
         assert not (counts <= k)[1]
+
+
+def test_projection_mixture_is_refused_when_resampling_cannot_reach_the_events():
+    """Design points at 3 but an event that needs t1 >= 9: the resampling's effective sample size is
+    tiny and the fit is refused with the reason (the guard then has the per-mode candidates only)."""
+    U = np.eye(4)[:2]
+    joint = {"coef": [370.0, -30.0, 0.0, 0.0, 0.0, 0.0], "sd": 0.5, "cross": True, "chips": 4000}
+    pm, info = fit_projection_mixture(U, np.array([3.0, 3.0]), 2.5, joint, [100], np.random.SeedSequence(1))
+    assert pm is None and info["resampling_ess"] < 2000 and "effective sample size" in info["reason"]
+    # a reachable event with the same model is fitted, and its mixture sits where t1 fails
+    pm, info = fit_projection_mixture(U, np.array([3.0, 3.0]), 2.5, joint, [280], np.random.SeedSequence(1))
+    assert pm is not None and abs(float(pm.weights @ pm.means[:, 0]) - 3.2) < 0.3
