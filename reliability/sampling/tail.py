@@ -73,10 +73,22 @@ def _fingerprint(sim, x, y, below, quantiles, budget, seed, method, estimator) -
                          "p0": getattr(estimator, "p0", None), "version": getattr(estimator, "version", None),
                          # the estimator's scalar settings: a run resumed with other settings would weight the
                          # saved chips against a proposal they were not drawn from
-                         "settings": {k: v for k, v in sorted(vars(estimator).items())
-                                      if isinstance(v, (bool, int, float, str, type(None)))} if estimator is not None else None},
-                        sort_keys=True, default=str).encode())
+                         "settings": _settings(estimator)}, sort_keys=True, default=str).encode())
     return h.hexdigest()
+
+
+def _settings(obj, depth: int = 2):
+    """An estimator's scalar settings, with those of the estimators it holds (a hybrid's subset
+    simulation), for the checkpoint fingerprint."""
+    if obj is None or not hasattr(obj, "__dict__"):
+        return None
+    out = {}
+    for k, v in sorted(vars(obj).items()):
+        if isinstance(v, (bool, int, float, str, type(None))):
+            out[k] = v
+        elif depth > 1 and hasattr(v, "__dict__"):
+            out[k] = _settings(v, depth - 1)
+    return out
 
 
 def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: int = 20000, seed: int = 0,
