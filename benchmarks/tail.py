@@ -88,15 +88,18 @@ def reference_check(estimates, intervals, p: float, ref_in_event: float, budget:
 
 
 def run(repeats: int = 8, budget: int = 20000, built: bool = True, methods=("hybrid", "subset", "is"), only=None,
-        quantiles: bool = False, seed0: int = 0, deep: bool = False) -> list[dict]:
+        quantiles: bool = False, seed0: int = 0, deep: bool = False, save: str | None = None) -> list[dict]:
     """One row per case, method and threshold.  With ``quantiles`` the runs also ask for the
     accuracy quantile at each reference probability (the k-th percentile accuracy) and the rows
     count how often its interval holds the reference's quantile and how far the estimate is from it
     (in samples); asking for quantiles changes the run's plan, so the probability columns then
-    differ from a run without them."""
+    differ from a run without them.  ``save``: an ``.npz`` file that receives every run's estimate
+    and interval (keys ``case/method/count/{est,lo,hi}`` and ``seeds``), so that the runs can be
+    judged again when a reference grows."""
     from reliability.sampling import estimate_tail
 
     rows = []
+    saved = {"seeds": np.arange(seed0, seed0 + repeats)}
     for name, net, X, y, variation, ref, counts in _cases(built, only, deep):
         n = len(y)
         truth = [ref[: c + 1].sum() / ref.sum() for c in counts]
@@ -129,6 +132,8 @@ def run(repeats: int = 8, budget: int = 20000, built: bool = True, methods=("hyb
             secs = (time.perf_counter() - t0) / repeats
             for c, p in zip(counts, truth):
                 x = np.array(est[c])
+                saved[f"{name}/{method}/{c}/est"] = x
+                saved[f"{name}/{method}/{c}/lo"], saved[f"{name}/{method}/{c}/hi"] = np.array(ci[c]).T
                 rrmse = float(np.sqrt(np.mean((x / p - 1) ** 2)))
                 need = float(np.mean(evals) * (rrmse / 0.2) ** 2)
                 mc = mc_evals_for_20pct(p)
@@ -144,6 +149,8 @@ def run(repeats: int = 8, budget: int = 20000, built: bool = True, methods=("hyb
                     rows[-1].update({"quantile_k": k_mid[counts.index(c)], "quantile_ref_count": q_ref[c], "quantile_ci_coverage": f"{q_cover[c]}/{repeats}",
                                      "quantile_count_error_range": (int(e.min()), int(e.max())),
                                      "quantile_count_error_rms": float(np.sqrt(np.mean(e ** 2)))})
+    if save is not None:
+        np.savez(save, **saved)
     return rows
 
 
@@ -160,7 +167,8 @@ if __name__ == "__main__":
                     "probability and check it against the reference")
     ap.add_argument("--deep", action="store_true", help="the public case also at p = 1.18e-6 (514/597); this "
                     "changes its runs' plan, so its other rows differ from a run without it")
+    ap.add_argument("--save", help="write every run's estimate and interval to this .npz file")
     a = ap.parse_args()
     for r in run(a.repeats, built=not a.no_built, methods=tuple(a.methods.split(",")), only=a.case,
-                 quantiles=a.quantiles, seed0=a.seed0, deep=a.deep):
+                 quantiles=a.quantiles, seed0=a.seed0, deep=a.deep, save=a.save):
         print(r)

@@ -52,3 +52,28 @@ def test_an_estimator_biased_beyond_the_reference_error_is_caught():
     r = bench.reference_check(est, _intervals(est, [0.02] * 48), p, ref_in_event=10_000)
     assert r["mean_vs_ref_z"] < -15          # 20 % low against a reference good to 1 %
     assert r["ci_coverage_with_ref_error"] == "0/48"
+
+
+def test_save_keeps_every_runs_estimate_and_interval(tmp_path, monkeypatch):
+    """``run(save=...)`` writes each run's estimate and interval per case, method and threshold."""
+    from types import SimpleNamespace
+
+    import reliability.sampling
+
+    ref = np.zeros(11, dtype=np.int64)
+    ref[[3, 5, 10]] = [20, 200, 100_000]
+    monkeypatch.setattr(bench, "_cases", lambda built, only, deep: [("toy", None, None, np.zeros(10), "v", ref, [3, 5])])
+
+    def fake(net, X, y, variation, below, budget, seed, method, quantiles):
+        ests = [SimpleNamespace(probability=(seed + 1) * b * 1e-3, ci95=(0.0, 1.0), reliable=True) for b in below]
+        return SimpleNamespace(estimates=ests, quantiles=[], evaluations=budget)
+
+    monkeypatch.setattr(reliability.sampling, "estimate_tail", fake)
+    out = tmp_path / "runs.npz"
+    rows = bench.run(repeats=3, methods=("hybrid",), seed0=5, save=str(out))
+    assert len(rows) == 2
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["seeds"], [5, 6, 7])
+        np.testing.assert_allclose(z["toy/hybrid/3/est"], [6 * 0.3e-3, 7 * 0.3e-3, 8 * 0.3e-3])
+        np.testing.assert_array_equal(z["toy/hybrid/5/lo"], [0, 0, 0])
+        np.testing.assert_array_equal(z["toy/hybrid/5/hi"], [1, 1, 1])
