@@ -198,8 +198,12 @@ def fit_projection_mixture(U: np.ndarray, norms: np.ndarray, cut: float, model: 
         return None, info
     idx = rng.choice(samples, size=resample, p=p)
     J = min(2 * K, 16)
-    gm = GaussianMixture(n_components=J, covariance_type="full", reg_covar=1e-3,
-                         random_state=int(rng.integers(2**31 - 1))).fit(T[idx])
-    pm = ProjectionMixture(G, gm.weights_ / gm.weights_.sum(), gm.means_, np.linalg.cholesky(gm.covariances_))
+    try:
+        gm = GaussianMixture(n_components=J, covariance_type="full", reg_covar=1e-3,
+                             random_state=int(rng.integers(2**31 - 1))).fit(T[idx])
+        pm = ProjectionMixture(G, gm.weights_ / gm.weights_.sum(), gm.means_, np.linalg.cholesky(gm.covariances_))
+    except (ValueError, np.linalg.LinAlgError) as err:     # a degenerate fit: the guard does without it
+        info["reason"] = f"the Gaussian mixture fit failed: {err}"
+        return None, info
     info["components"] = J
     return pm, info

@@ -148,3 +148,15 @@ def test_projection_mixture_is_refused_when_resampling_cannot_reach_the_events()
     # a reachable event with the same model is fitted, and its mixture sits where t1 fails
     pm, info = fit_projection_mixture(U, np.array([3.0, 3.0]), 2.5, joint, [280], np.random.SeedSequence(1))
     assert pm is not None and abs(float(pm.weights @ pm.means[:, 0]) - 3.2) < 0.3
+
+
+def test_a_failed_mixture_fit_is_reported_not_raised(monkeypatch):
+    from sklearn.mixture import GaussianMixture
+
+    def broken(self, X):
+        raise ValueError("ill-defined empirical covariance")
+
+    monkeypatch.setattr(GaussianMixture, "fit", broken)
+    joint = {"coef": [370.0, -30.0, 0.0, 0.0, 0.0, 0.0], "sd": 0.5, "cross": True, "chips": 4000}
+    pm, info = fit_projection_mixture(np.eye(4)[:2], np.array([3.0, 3.0]), 2.5, joint, [280], np.random.SeedSequence(1))
+    assert pm is None and "ill-defined" in info["reason"]
