@@ -98,19 +98,7 @@ class BuiltCase:
         """SHA-256 of the trained network's parameters and the evaluation set, recorded with every
         reference part computed since it was introduced (earlier parts have none and are accepted):
         a part computed for other parameters is refused."""
-        import hashlib
-
-        def raw(v):
-            if v is None:
-                return b""
-            if isinstance(v, (list, tuple)):
-                return b"".join(raw(x) for x in v)
-            if isinstance(v, dict):
-                return b"".join(k.encode() + raw(v[k]) for k in sorted(v))
-            return np.ascontiguousarray(v).tobytes()
-
-        X, y, params = self._clean()
-        return hashlib.sha256(raw(params) + raw(X) + raw(y)).hexdigest()
+        return _digest(*self._clean())
 
     def _clean(self):
         """``(X, y, params)``: evaluation set and the clean parameters :meth:`_chips_correct` uses."""
@@ -160,7 +148,7 @@ class BuiltCase:
             print(f"  {self.name} part {k}: {chips:,} chips done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         CACHE.mkdir(exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, hist=hist, chips=chips, part=k, meta=json.dumps(self._meta()), digest=self.digest())
+        np.savez(tmp, hist=hist, chips=chips, part=k, meta=json.dumps(self._meta()), digest=_digest(X, y, params))
         tmp.replace(path)
         return hist
 
@@ -174,6 +162,22 @@ class BuiltCase:
             with ProcessPoolExecutor(jobs) as ex:
                 list(ex.map(_compute_part, [(self, k) for k in missing]))
         return sum(self.reference_part(k, progress) for k in range(self.parts))
+
+
+def _digest(X, y, params) -> str:
+    """SHA-256 of a case's clean parameters and evaluation set (:meth:`BuiltCase.digest`)."""
+    import hashlib
+
+    def raw(v):
+        if v is None:
+            return b""
+        if isinstance(v, (list, tuple)):
+            return b"".join(raw(x) for x in v)
+        if isinstance(v, dict):
+            return b"".join(k.encode() + raw(v[k]) for k in sorted(v))
+        return np.ascontiguousarray(v).tobytes()
+
+    return hashlib.sha256(raw(params) + raw(X) + raw(y)).hexdigest()
 
 
 def _compute_part(args):

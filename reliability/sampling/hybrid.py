@@ -612,7 +612,7 @@ class HybridSampling:
                     x.append(v)
                 done += S
                 if progress is not None:
-                    progress(modes.evaluations + sus.evaluations + done, budget)   # draws: at least the evaluations
+                    progress(modes.evaluations + sus.evaluations + done, budget)   # draws, skipped ones included
                 if ck is not None and (ci % 8 == 7 or done >= n_is or done == n_first):
                     _save(ck, fingerprint, modes, [np.concatenate(x) for x in lists])
             run.stopped = "complete"

@@ -70,9 +70,9 @@ def _fingerprint(sim, x, y, below, quantiles, budget, seed, method, estimator) -
     spec = sim.spec.to_dict()
     h.update(json.dumps({"spec": spec, "below": below, "quantiles": quantiles, "budget": int(budget), "seed": int(seed),
                          "method": method, "estimator": type(estimator).__name__,
-                         "p0": getattr(estimator, "p0", None), "version": getattr(estimator, "version", None),
-                         # the estimator's scalar settings: a run resumed with other settings would weight the
-                         # saved chips against a proposal they were not drawn from
+                         "version": getattr(estimator, "version", None),
+                         # the estimator's scalar settings (p0 among them): a run resumed with other settings
+                         # would weight the saved chips against a proposal they were not drawn from
                          "settings": _settings(estimator)}, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
