@@ -1,6 +1,8 @@
 """Benchmark suite: speed targets measured side by side in one run and reported as ratios.
 
-Run ``python benchmarks/run.py`` (add ``--json results.json`` to keep the numbers).  Each entry
+Run ``python benchmarks/run.py`` (add ``--json results.json`` to keep the rows, or ``--results-dir
+benchmarks/results`` to write them as a results file with their provenance, which the
+documentation's results page renders; see ``docs/gen_results.py``).  Each entry
 reports the measured time, the target and their ratio (ratio <= 1 meets the target).  The suite
 grows with the toolkit; entries so far:
 
@@ -58,9 +60,69 @@ def _time(fn, repeat=1):
     return best, out
 
 
+def _git(*args) -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def write_results_file(rows: list[dict], directory: Path, argv: list[str]) -> Path:
+    """Write ``rows`` as a results file (schema of ``docs/gen_results.py``) with their provenance:
+    this script and its options, the commit (``-dirty`` when the working tree has changes), the date
+    and the machine.  Times are rounded to 4 significant digits, ratios to 3."""
+    import datetime
+
+    commit = _git("rev-parse", "HEAD") or "unknown"
+    if commit != "unknown" and _git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+
+    def sig(v, n):
+        return None if v is None or not np.isfinite(v) else float(f"{v:.{n}g}")
+
+    kept, skip = [], False
+    for a in argv:          # the options that shaped the numbers: not where they are written
+        if skip or a.startswith("--results-dir="):
+            skip = False
+        elif a == "--results-dir":
+            skip = True
+        else:
+            kept.append(a)
+    options = " ".join(kept) or "defaults"
+    doc = {
+        "schema": "nvcim-reliability/results", "schema_version": 1,
+        "id": "benchmark-run", "order": 90,
+        "title": "Benchmark suite: the latest run of benchmarks/run.py",
+        "provenance": {
+            "script": "benchmarks/run.py", "options": options, "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+            "recorded": "measured by this run",
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                       f"Python {platform.python_version()}"},
+        "summary": "Ratio = measured / target (a ratio of 1 or less meets the target); for the nvCiM rows the "
+                   "target is 2 x the bare products' time.",
+        "tables": [{"caption": "Benchmarks",
+                    "columns": [["benchmark", "{benchmark}"], ["seconds", "{seconds}"], ["target, s", "{target_s}"],
+                                ["ratio", "{ratio}"], ["detail", "{detail}"]],
+                    "rows": [{"benchmark": r["benchmark"], "seconds": sig(r["seconds"], 4),
+                              "target_s": sig(r["target_s"], 4), "ratio": sig(r["ratio"], 3), "detail": r["detail"]}
+                             for r in rows]}],
+        "notes": [],
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "benchmark_run.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", help="write the results to this JSON file")
+    ap.add_argument("--results-dir", help="also write them, with their provenance, as benchmark_run.json in this folder "
+                    "(e.g. benchmarks/results, rendered on the documentation's results page)")
     args = ap.parse_args(argv)
     from reliability.data import read_measurements, write_measurements
     from reliability.fit import fit_device
@@ -122,6 +184,9 @@ def main(argv=None):
         out.append({"benchmark": name, "seconds": sec, "target_s": target, "ratio": ratio, "detail": detail})
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
+    if args.results_dir:
+        path = write_results_file(out, Path(args.results_dir), argv if argv is not None else sys.argv[1:])
+        print(f"wrote {path}")
     return 0 if all(r["ratio"] <= 1 or r["target_s"] is None for r in out) else 1
 
 
