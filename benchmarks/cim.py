@@ -63,11 +63,11 @@ def run(chips: int = 64, repeats: int = 5) -> list[dict]:
         if var == "pcm-offset":
             spec = spec.with_(mapping=MappingSpec(scheme="offset"))
         sim = ChipSimulator(net, spec)
-        sim.evaluate(X, y, 8, seed=0)  # warm-up (numba compile, caches)
+        sim.evaluate(X, y, 8, rng=0)  # warm-up (numba compile, caches)
         t_sim, t_bare = np.inf, np.inf
         for r in range(repeats):
             t_bare = min(t_bare, _best(lambda: bare_mlp(X, Ws, chips), 1))
-            t_sim = min(t_sim, _best(lambda: sim.evaluate(X, y, chips, seed=r), 1))
+            t_sim = min(t_sim, _best(lambda: sim.evaluate(X, y, chips, rng=r), 1))
         rows.append({"name": name, "benchmark": label, "ms_per_chip": 1e3 * t_sim / chips,
                      "bare_ms_per_chip": 1e3 * t_bare / chips, "ratio": t_sim / t_bare, "target_ratio": 2.0})
     # LeNet-5 on 1,000 28 x 28 inputs: time per chip and peak memory of the evaluation
@@ -75,14 +75,14 @@ def run(chips: int = 64, repeats: int = 5) -> list[dict]:
     X = rng.random((1000, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, 1000)
     sim = ChipSimulator(net, parse_variation("weight-gaussian:sigma=0.1").with_(memory_budget_MB=2048))
-    sim.evaluate(X, y, 2, seed=0)
+    sim.evaluate(X, y, 2, rng=0)
     t = np.inf
     for r in range(repeats):      # timed without tracing (tracemalloc slows allocations)
         t0 = time.perf_counter()
-        res = sim.evaluate(X, y, 16, seed=1 + r)
+        res = sim.evaluate(X, y, 16, rng=1 + r)
         t = min(t, time.perf_counter() - t0)
     tracemalloc.start()
-    sim.evaluate(X, y, 16, seed=1)
+    sim.evaluate(X, y, 16, rng=1)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rows.append({"name": "cim-lenet5", "benchmark": f"lenet-5, 1,000 inputs, weight-gaussian 0.1 (chunk {res.chunk_size})",

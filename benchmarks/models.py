@@ -105,7 +105,7 @@ def adam_weights(net, Xtr, ytr, epochs: int, batch: int, lr: float, seed: int) -
     ``batch`` samples (order from ``np.random.default_rng(seed)``), with the executor's own forward
     and backward passes; biases stay as they are.  Returns one ``(K, N)`` float32 array per analog
     layer."""
-    from reliability.cim.network import softmax_cross_entropy
+    from reliability.cim.graph import softmax_cross_entropy
 
     rng = np.random.default_rng(seed)
     weights = [layer.weight.astype(np.float32).copy() for layer in net.analog_layers]

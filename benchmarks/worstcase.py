@@ -67,14 +67,14 @@ def trained_lenet5(epochs: int = 2, batch: int = 128, lr: float = 2e-3, seed: in
 
 
 def run(n_images: int = 1000, bound: float = 3.0, sigma: float = 0.01) -> list[dict]:
-    from reliability.sampling.worstcase import worst_case
+    from reliability.worstcase import worst_case
 
     net, X, y, label = trained_lenet5()
     X, y = X[:n_images], y[:n_images]
     worst_case(net, X[:32], y[:32], f"weight-gaussian:sigma={sigma}", bounds=[bound], iterations=2, restarts=2,
                random_chips=2, sensitivity=False)   # warm-up (first-call costs of numpy/onnx paths)
     t0 = time.perf_counter()
-    res = worst_case(net, X, y, f"weight-gaussian:sigma={sigma}", bounds=[bound], seed=0)
+    res = worst_case(net, X, y, f"weight-gaussian:sigma={sigma}", bounds=[bound], rng=0)
     sec = time.perf_counter() - t0
     b = res.bounds[0]
     top = max(res.sensitivity.layers, key=lambda r: r["share"]) if res.sensitivity else None

@@ -4,7 +4,7 @@
 goes through a callback where the crossbar layer replaces weights and applies DAC/ADC.
 """
 
-from reliability.cim.network import (
+from reliability.cim.graph import (
     SUPPORTED_OPS, AnalogLayer, Cache, Gradients, GraphNode, Network, build_network, margin,
     softmax_cross_entropy,
 )

@@ -18,7 +18,7 @@ __all__ = ["correct_and_loss"]
 
 
 def _numpy(logits, y):
-    from reliability.cim.network import softmax_cross_entropy
+    from reliability.cim.graph import softmax_cross_entropy
 
     correct = (np.argmax(logits, axis=-1) == y[None, :]).sum(axis=1)
     return correct.astype(np.int64), softmax_cross_entropy(logits, y, grad=False).mean(axis=1)

@@ -8,7 +8,7 @@ ONNX
 ----
 One graph input (initializers listed as inputs are ignored) and one graph output; default-domain
 opset 9 or later (tested with 13 to 19, as written by ``torch.onnx.export``).  The op types of
-:data:`reliability.cim.network.SUPPORTED_OPS` are supported; anything else raises
+:data:`reliability.cim.graph.SUPPORTED_OPS` are supported; anything else raises
 :class:`~reliability.errors.ModelSpecError` naming the op type and the node.  Gemm, MatMul and Conv
 whose weight is an initializer become analog layers; their bias (and a directly following
 ``Add`` of a constant channel vector or an inference ``BatchNormalization``) is folded into the
@@ -54,9 +54,10 @@ from pathlib import Path
 
 import numpy as np
 
-from reliability.cim.network import (
-    GraphNode, Network, build_network, _AnalogConv, _AnalogDense, _Flatten, _Pool, _Softmax, _Unary,
-)
+from reliability.cim.graph import GraphNode, Network, build_network
+from reliability.cim.graph.ops_analog import _AnalogConv, _AnalogDense
+from reliability.cim.graph.ops_elementwise import _Flatten, _Softmax, _Unary
+from reliability.cim.graph.ops_pool import _Pool
 from reliability.errors import ModelSpecError
 
 __all__ = ["load_model", "load_onnx", "from_sklearn", "load_npz", "save_npz", "NPZ_FORMAT"]

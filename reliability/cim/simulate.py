@@ -21,10 +21,11 @@ import polars as pl
 
 from reliability.cim._kernels import correct_and_loss
 from reliability.cim.mapping import LayerMapping, Periphery
-from reliability.cim.network import margin, softmax_cross_entropy
+from reliability.cim.graph import margin, softmax_cross_entropy
 from reliability.cim.spec import ChipSpec, parse_variation
 from reliability.devices.prepared import PreparedArray
 from reliability.errors import ReliabilityError
+from reliability.streams import as_seed, chip_rng
 
 __all__ = ["ChipSimulator", "SimulationResult", "ChipDraw", "chip_rng"]
 
@@ -46,11 +47,6 @@ def traced_peak(fn) -> int:
 
 
 _PREP_CACHE = 8   # posterior draws whose prepared arrays are kept
-
-
-def chip_rng(seed: int, i: int) -> np.random.Generator:
-    """The generator of chip ``i`` for ``seed``: depends on nothing else."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(int(i),))))
 
 
 @dataclass
@@ -190,7 +186,7 @@ class ChipSimulator:
             direct = dest is not None and m.kind == "weight" and not keep_conductances and not comp
             if not comp and p.fused_ok(self.spec.time_s):       # program + read in one pass
                 buf = dest.reshape(p.shape) if direct else (None if keep_conductances else self._buffer(li, p))
-                g = p.sample_fused(rng, self.spec.time_s, out=buf)[None]
+                g = p.sample_fused(self.spec.time_s, rng=rng, out=buf)[None]
             else:
                 prog = p.program(rng, out=dest.reshape(p.shape) if direct else None)
                 g = p.read(prog, self.spec.time_s, rng)[None]
@@ -251,6 +247,15 @@ class ChipSimulator:
         self.periphery.calibrate(recorded)
         self._calibrated_on = x.shape
 
+    def ensure_calibrated(self, x) -> None:
+        """Calibrate the DAC/ADC ranges once: on the first 256 samples of ``x`` if this simulator
+        has active periphery and has not been calibrated yet, else nothing.
+
+        This sets the simulator's periphery ranges (it modifies the simulator, once); every later
+        evaluation, whatever its inputs, uses the same ranges."""
+        if self.periphery.active and self._calibrated_on is None:
+            self.calibrate(x[: min(len(x), 256)])
+
     def _hook(self, draws: list[ChipDraw]):
         if not self.periphery.active:
             return None
@@ -283,8 +288,9 @@ class ChipSimulator:
         weights = self._stacked_weights(draws)
         return self.network.forward(x, weights=weights, matmul=self._hook(draws), keep=keep, dtype=self.dtype)
 
-    def _chunk_size(self, x, n_chips: int) -> int:
-        """Chips per chunk so that weights + activations of a chunk fit the memory budget."""
+    def chips_per_chunk(self, x, n_chips: int) -> int:
+        """Chips evaluated together on inputs ``x`` so that a chunk's weights and activations fit the
+        memory budget (at most ``n_chips``; at least 1).  Measured once per input shape."""
         budget = self.spec.memory_budget_MB * 2 ** 20
         per_chip = sum(m.K * m.N * self.dtype.itemsize * (2 + (len(m.sig) if self._keep_levels else 0))
                        + m.n_devices * self.dtype.itemsize * 3 for m in self.maps)
@@ -299,13 +305,16 @@ class ChipSimulator:
         s = int(max(1, min(n_chips, budget // max(per, 1))))
         return s
 
-    def evaluate(self, x, y, n_chips: int | None = None, *, chips=None, seed: int = 0, chunk_size: int | None = None,
+    def evaluate(self, x, y, n_chips: int | None = None, *, chips=None, rng=0, chunk_size: int | None = None,
                  progress=None) -> SimulationResult:
         """Accuracy (fraction of ``argmax == y``) and mean cross-entropy of each chip.
 
-        ``chips``: explicit chip indices (default ``range(n_chips)``).  Ctrl-C returns the chips
+        ``chips``: explicit chip indices (default ``range(n_chips)``).  ``rng``: an int seed, or a
+        ``numpy.random.Generator`` turned into one (:func:`reliability.streams.as_seed`); chip ``i``
+        draws from ``chip_rng(seed, i)`` and the result records ``seed``.  Ctrl-C returns the chips
         finished so far, flagged ``complete=False``.
         """
+        seed = as_seed(rng)
         x = np.asarray(x)
         y = np.asarray(y)
         if x.shape[0] != y.shape[0]:
@@ -315,10 +324,9 @@ class ChipSimulator:
                 raise ReliabilityError(f"n_chips must be a positive integer; got {n_chips!r}.")
             chips = np.arange(int(n_chips))
         chips = np.asarray(chips, dtype=np.int64)
-        if self.periphery.active and self._calibrated_on is None:
-            self.calibrate(x[: min(len(x), 256)])
+        self.ensure_calibrated(x)
         t0 = time.perf_counter()
-        S = int(chunk_size or self._chunk_size(x, len(chips)))
+        S = int(chunk_size or self.chips_per_chunk(x, len(chips)))
         acc, loss, ncor, done = [], [], [], []
         complete = True
         # one stacked weight array per layer, reused chunk after chunk (no fresh pages per chunk)
@@ -360,8 +368,7 @@ class ChipSimulator:
         """
         x = np.asarray(x)
         y = np.asarray(y).astype(np.int64)
-        if self.periphery.active and self._calibrated_on is None:
-            self.calibrate(x[: min(len(x), 256)])
+        self.ensure_calibrated(x)
         draws = self.draw_chips(chips, seed, keep_conductances=True)
         logits, cache = self.logits(x, draws, keep=True)
         lg = logits.astype(np.float64)

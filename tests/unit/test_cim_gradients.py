@@ -111,7 +111,8 @@ def _loss(out, y, R):
 
 def _check_kinks(net, x, ws):
     """No ReLU/LeakyReLU input within 1e-4 of 0 and no near-tie in a MaxPool window."""
-    from reliability.cim.network import _Pool, _Unary
+    from reliability.cim.graph.ops_elementwise import _Unary
+    from reliability.cim.graph.ops_pool import _Pool
     rec = {}
     orig = {}
     for op in net.ops:

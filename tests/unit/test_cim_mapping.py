@@ -140,15 +140,15 @@ def test_prepared_array_matches_device_model_distribution():
     model = load_device("pcm").with_(stuck=StuckAt(0.01, 0.005, 0.0, 25.0, 0.0, 0.3))
     targets = np.full(1000, 10.0)
     P = PreparedArray(model, targets, dtype=np.float64)
-    a = np.concatenate([P.sample(np.random.default_rng(i), 86400.0) for i in range(200)])
+    a = np.concatenate([P.sample(86400.0, rng=np.random.default_rng(i)) for i in range(200)])
     b = model.sample_chips(targets, 200, 86400.0, rng=7).ravel()
     assert stats.ks_2samp(a, b).statistic < 1.95 * np.sqrt(2 / a.size)
     # reproducible from the generator alone
-    np.testing.assert_array_equal(P.sample(np.random.default_rng(3), 10.0), P.sample(np.random.default_rng(3), 10.0))
+    np.testing.assert_array_equal(P.sample(10.0, rng=3), P.sample(10.0, rng=3))
 
     gm = load_device("pcm").with_(programming=None, drift=None, read_noise=None, chip_gain=ChipGain(0.05))
     P = PreparedArray(gm, np.array([1.0, 2.0]), dtype=np.float64)
-    chips = np.stack([P.sample(np.random.default_rng(i)) for i in range(4000)])
+    chips = np.stack([P.sample(rng=np.random.default_rng(i)) for i in range(4000)])
     np.testing.assert_allclose(chips[:, 1] / chips[:, 0], 2.0)
     sd = np.log(chips[:, 0]).std()
     assert abs(sd - 0.05) < 4 * 0.05 / np.sqrt(2 * 4000)

@@ -7,7 +7,6 @@ round to float32 with different summation orders).
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +19,10 @@ from reliability.cim import (  # noqa: E402
     AnalogLayer, Network, from_sklearn, load_model, load_npz, load_onnx, margin, save_npz,
     softmax_cross_entropy,
 )
+from reliability.bench import CASES_DIR  # noqa: E402
 from reliability.errors import ModelSpecError  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-CASE = SHARED / "cases" / "digits_mlp_s05"
+CASE = CASES_DIR / "digits_mlp_s05"  # the public case shipped in the package
 OPSETS = [13, 19]
 
 
@@ -355,7 +354,6 @@ def test_mlp_with_batchnorm_folded():
 # the public benchmark case
 
 
-@pytest.mark.skipif(not CASE.is_dir(), reason="shared benchmark cases not available")
 def test_digits_benchmark_clean_accuracy():
     case = json.loads((CASE / "case.json").read_text())
     data = np.load(CASE / "data.npz")
@@ -723,7 +721,7 @@ def test_network_repr_and_summary():
 
 
 def test_margin_gradient_matches_finite_differences():
-    from reliability.cim.network import margin
+    from reliability.cim.graph import margin
 
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(2, 5, 4))

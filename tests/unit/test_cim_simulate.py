@@ -9,18 +9,20 @@ import numpy as np
 import polars as pl
 import pytest
 
-from reliability.devices._fastrandom import standard_normal
+from reliability.devices.fastrandom import standard_normal
 
+from reliability.bench import CASES_DIR
 from reliability.cim import load_onnx
-from reliability.cim.network import softmax_cross_entropy
-from reliability.cim.simulate import ChipSimulator, chip_rng
+from reliability.cim.graph import softmax_cross_entropy
+from reliability.cim.simulate import ChipSimulator
+from reliability.streams import chip_rng
 from reliability.cim.spec import ChipSpec, MappingSpec, PeripherySpec
 from reliability.devices import load_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from models import lenet5, mlp_784_256_10  # noqa: E402
 
-CASE = Path(__file__).resolve().parents[2].parent / "shared" / "cases" / "digits_mlp_s05"
+CASE = CASES_DIR / "digits_mlp_s05"  # the public case shipped in the package
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +58,17 @@ def test_weight_gaussian_is_exactly_additive_noise(digits_mlp):
 def test_results_depend_only_on_seed_and_chip_index(digits_mlp):
     net, X, y, _ = digits_mlp
     sim = ChipSimulator(net, "pcm", threads=2)
-    a = sim.evaluate(X, y, 24, seed=11, chunk_size=24)
-    b = ChipSimulator(net, "pcm", threads=1).evaluate(X, y, chips=np.arange(24)[::-1], seed=11, chunk_size=5)
+    a = sim.evaluate(X, y, 24, rng=11, chunk_size=24)
+    b = ChipSimulator(net, "pcm", threads=1).evaluate(X, y, chips=np.arange(24)[::-1], rng=11, chunk_size=5)
     order = np.argsort(b.chip)
     np.testing.assert_array_equal(a.n_correct, b.n_correct[order])
     np.testing.assert_allclose(a.loss, b.loss[order], rtol=1e-6)
-    c = sim.evaluate(X, y, 24, seed=12)
+    c = sim.evaluate(X, y, 24, rng=12)
     assert not np.array_equal(a.loss, c.loss)
+    # a Generator is turned into one integer seed, recorded: passing it back repeats the chips
+    d = sim.evaluate(X, y, 4, rng=np.random.default_rng(3))
+    assert isinstance(d.seed, int)
+    np.testing.assert_array_equal(sim.evaluate(X, y, 4, rng=d.seed).n_correct, d.n_correct)
 
 
 def test_noiseless_devices_give_the_quantized_network(digits_mlp):
@@ -70,7 +76,7 @@ def test_noiseless_devices_give_the_quantized_network(digits_mlp):
     exact = load_device("pcm").with_(programming=None, drift=None, read_noise=None)
     for ms in (MappingSpec(weight_bits=6, device_bits=2), MappingSpec(weight_bits=5, scheme="offset")):
         sim = ChipSimulator(net, ChipSpec(device=exact, mapping=ms, dtype="float64"))
-        res = sim.evaluate(X, y, 2, seed=0)
+        res = sim.evaluate(X, y, 2, rng=0)
         ref_logits = net.forward(X, weights=sim.quantized_weights(), dtype=np.float64)
         ref_acc = float((ref_logits.argmax(-1)[0] == y).mean())
         np.testing.assert_allclose(res.accuracy, ref_acc)
@@ -91,7 +97,7 @@ def test_adc_with_many_bits_matches_ideal_and_few_bits_do_not(digits_mlp):
     np.testing.assert_allclose(l_fine, l_ideal, atol=1e-3 * np.abs(l_ideal).max())
     coarse = ChipSimulator(net, ChipSpec(**base, periphery=PeripherySpec(adc_bits=3, adc_range="percentile",
                                                                           adc_percentile=90.0)))
-    res = coarse.evaluate(X, y, 2, seed=1)
+    res = coarse.evaluate(X, y, 2, rng=1)
     assert res.diagnostics["adc_saturated_fraction"] > 0.01
     assert np.abs(coarse.logits(X, coarse.draw_chips([0, 1], seed=1)) - l_ideal).max() > 1e-2
 
@@ -100,9 +106,9 @@ def test_drift_compensation_recovers_drifted_accuracy(digits_mlp):
     net, X, y, _ = digits_mlp
     year = 3.15e7
     drift_only = load_device("pcm").with_(programming=None, read_noise=None)
-    plain = ChipSimulator(net, ChipSpec(device=drift_only, time_s=year)).evaluate(X, y, 8, seed=2)
+    plain = ChipSimulator(net, ChipSpec(device=drift_only, time_s=year)).evaluate(X, y, 8, rng=2)
     comp = ChipSimulator(net, ChipSpec(device=drift_only, time_s=year,
-                                       periphery=PeripherySpec(drift_compensation=True))).evaluate(X, y, 8, seed=2)
+                                       periphery=PeripherySpec(drift_compensation=True))).evaluate(X, y, 8, rng=2)
     # with drift alone, outputs shrink by (t/t0)^-nu ~ 0.5; argmax is scale free, so accuracy barely
     # moves, but the loss (calibrated to the clean scale) shows the compensation
     assert comp.loss.mean() < plain.loss.mean()
@@ -143,20 +149,20 @@ def test_memory_budget_bounds_the_chunk():
     y = np.zeros(200, dtype=np.int64)
     small = ChipSimulator(net, ChipSpec(device=load_device("weight-gaussian:sigma=0.1"), memory_budget_MB=25))
     big = ChipSimulator(net, ChipSpec(device=load_device("weight-gaussian:sigma=0.1"), memory_budget_MB=4000))
-    r_small = small.evaluate(X, y, 6, seed=0)
-    r_big = big.evaluate(X, y, 6, seed=0)
+    r_small = small.evaluate(X, y, 6, rng=0)
+    r_big = big.evaluate(X, y, 6, rng=0)
     assert r_small.chunk_size < r_big.chunk_size
     np.testing.assert_array_equal(r_small.n_correct, r_big.n_correct)
 
 
-@pytest.mark.skipif(not CASE.exists(), reason="../shared/cases is not beside this checkout")
+@pytest.mark.slow
 def test_public_case_tail_matches_brute_force_reference():
     """P(accuracy <= a) from 6,000 simulated chips against the 115-million-chip reference
-    (../shared/cases/digits_mlp_s05/reference_hist.npy), within 4 binomial standard errors."""
+    (reliability/bench/cases/digits_mlp_s05/reference_hist.npy), within 4 binomial standard errors."""
     net = load_onnx(CASE / "model.onnx")
     z = np.load(CASE / "data.npz")
     X, y = z["X"], z["y"]
-    res = ChipSimulator(net, "weight-gaussian:sigma=0.05").evaluate(X, y, 6000, seed=0)
+    res = ChipSimulator(net, "weight-gaussian:sigma=0.05").evaluate(X, y, 6000, rng=0)
     ref = np.load(CASE / "reference_hist.npy").astype(np.float64)
     for k in (530, 535, 540, 545):
         p = ref[: k + 1].sum() / ref.sum()
@@ -217,7 +223,7 @@ def test_pcm_pairs_give_the_same_chip_on_every_path():
 # ---------------------------------------------------------------- counts and loss in one pass
 def test_correct_and_loss_matches_numpy_route_with_ties_and_nan():
     from reliability.cim._kernels import correct_and_loss
-    from reliability.cim.network import softmax_cross_entropy
+    from reliability.cim.graph import softmax_cross_entropy
 
     rng = np.random.default_rng(3)
     for dt in (np.float32, np.float64):

@@ -19,12 +19,12 @@ import pytest
 
 from tests.unit._onnx_models import linear_onnx
 from reliability.cim import load_onnx
-from reliability.cim.latent import LatentChips
+from reliability.cim.latent import LatentChips, MarginObjective
 from reliability.cim.simulate import ChipSimulator
 from reliability.cim.spec import ChipSpec, PeripherySpec
 from reliability.devices import load_device
 from reliability.errors import ModelSpecError, ReliabilityError
-from reliability.sampling.worstcase import MarginObjective, worst_case
+from reliability.worstcase import worst_case
 
 SIGMA = 0.05
 FAST = {"random_chips": 20, "restarts": 4, "iterations": 20, "sensitivity": False}
@@ -79,6 +79,23 @@ def test_latent_box_is_the_weight_gaussian_deviation():
     np.testing.assert_allclose(Wo[0], Wz, rtol=1e-6, atol=1e-6)
 
 
+def test_objective_leaves_the_latent_chips_alone():
+    """The objective's float64 conductance view is a separate object: the caller's LatentChips
+    decodes to the same weights in its own dtype before and after."""
+    net, _W, _b, X, y = _linear_case()
+    sim = ChipSimulator(net, f"weight-gaussian:sigma={SIGMA}")
+    lat = LatentChips(sim)
+    z = [np.full((1,) + s, 0.5, dtype=lat.dtype) for _, _, s in lat.blocks]
+    before = lat.weights(z)[0]
+    obj = MarginObjective(sim, lat, X, y)
+    obj.value_and_grad(obj.zeros(1))
+    after = lat.weights(z)[0]
+    assert after.dtype == before.dtype == sim.dtype
+    np.testing.assert_array_equal(after, before)
+    view = lat.conductance_view()
+    assert view is not lat and view.dtype == np.float64
+
+
 def test_gradient_matches_closed_form_for_linear_model():
     net, W, b, X, y = _linear_case(n=1)
     sim = ChipSimulator(net, f"weight-gaussian:sigma={SIGMA}")
@@ -108,7 +125,7 @@ def test_single_sample_breaks_exactly_when_the_closed_form_says(norm):
         if checked[breakable] >= 3:
             continue
         res = worst_case(net, X[i:i + 1], y[i:i + 1], f"weight-gaussian:sigma={SIGMA}", bounds=[k], norm=norm,
-                         seed=i, **FAST)
+                         rng=i, **FAST)
         assert res.bounds[0].accuracy == (0.0 if breakable else 1.0), (i, ratio)
         checked[breakable] += 1
     assert checked[True] >= 2 and checked[False] >= 2, checked
@@ -130,14 +147,14 @@ def test_disjoint_supports_reach_the_closed_form_exactly():
         ratio = cm / _reduction(W, X, k)
         assert np.all(np.abs(ratio - 1) > 0.02)
         expect = float(np.mean(ratio >= 1))
-        res = worst_case(net, X, y, f"weight-gaussian:sigma={SIGMA}", bounds=[k], seed=0, **FAST)
+        res = worst_case(net, X, y, f"weight-gaussian:sigma={SIGMA}", bounds=[k], rng=0, **FAST)
         assert res.bounds[0].accuracy == expect, (k, res.bounds[0].accuracy, expect)
 
 
 def test_overlapping_samples_respect_the_per_sample_bound_and_beat_random_chips():
     net, W, b, X, y = _linear_case(seed=1, n=40)
     var = f"weight-gaussian:sigma={SIGMA}"
-    res = worst_case(net, X, y, var, bounds=[0.5, 1.0, 2.0, 3.0], seed=0, random_chips=50, sensitivity=False)
+    res = worst_case(net, X, y, var, bounds=[0.5, 1.0, 2.0, 3.0], rng=0, random_chips=50, sensitivity=False)
     cm = _clean_margin(W, b, X, y)
     for r in res.bounds:
         unbreakable = cm >= _reduction(W, X, r.bound) * 1.0001
@@ -157,7 +174,7 @@ def test_curve_is_monotone_and_sorted_even_when_a_search_is_weak():
     net, _W, _b, X, y = _linear_case(seed=2, n=40)
     # one restart, one iteration: the search alone may not be monotone; the curve must be
     res = worst_case(net, X, y, f"weight-gaussian:sigma={SIGMA}", bounds=[3.0, 0.5, 1.0, 2.0, 1.0], restarts=1,
-                     iterations=1, random_chips=5, sensitivity=False, seed=0)
+                     iterations=1, random_chips=5, sensitivity=False, rng=0)
     assert [r.bound for r in res.bounds] == [0.5, 1.0, 2.0, 3.0]
     assert np.all(np.diff(res.accuracy) <= 0)
     for r in res.bounds:
@@ -171,7 +188,7 @@ def test_minimal_bound_brackets_the_closed_form_for_one_sample():
     i = int(np.argmax(cm))
     kstar = cm[i] / _reduction(W, X[i:i + 1], 1.0)[0]   # the margin reaches 0 at k*
     res = worst_case(net, X[i:i + 1], y[i:i + 1], f"weight-gaussian:sigma={SIGMA}", bounds=[0.25],
-                     threshold=0.0, tolerance=0.02, seed=0, **FAST)
+                     threshold=0.0, tolerance=0.02, rng=0, **FAST)
     mb = res.minimal_bound
     assert mb.found and mb.bound == mb.bracket[1]
     lo, hi = mb.bracket
@@ -214,7 +231,7 @@ def test_mlp_worst_case_beats_random_chips(mlp, optimizer, norm):
     net, X, y = mlp
     bound = 1.0 if norm == "linf" else 20.0
     res = worst_case(net, X, y, "weight-gaussian:sigma=0.02", bounds=[bound], norm=norm, optimizer=optimizer,
-                     random_chips=40, iterations=15, seed=0, sensitivity=False)
+                     random_chips=40, iterations=15, rng=0, sensitivity=False)
     r = res.bounds[0]
     assert r.accuracy < r.clean_accuracy
     assert r.search_accuracy <= r.random_min_accuracy
@@ -228,7 +245,7 @@ def test_mlp_worst_case_beats_random_chips(mlp, optimizer, norm):
 def test_sensitivity_ranking_and_masks(mlp):
     net, X, y = mlp
     res = worst_case(net, X, y, "weight-gaussian:sigma=0.02", bounds=[1.0], random_chips=0, iterations=10,
-                     top=15, seed=0)
+                     top=15, rng=0)
     s = res.sensitivity
     assert s.chip == "largest bound" and s.bound == 1.0
     assert math.isclose(sum(r["share"] for r in s.layers), 1.0, rel_tol=1e-9)
@@ -251,7 +268,7 @@ def test_sensitivity_ranking_and_masks(mlp):
 def test_result_is_frozen_and_json_contract(mlp):
     net, X, y = mlp
     res = worst_case(net, X, y, "weight-gaussian:sigma=0.02", bounds=[0.5, 1.0], threshold=0.5, tolerance=0.25,
-                     random_chips=10, iterations=8, seed=0)
+                     random_chips=10, iterations=8, rng=0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         res.seconds = 0.0
     d = json.loads(json.dumps(res.to_dict()))
@@ -265,9 +282,10 @@ def test_result_is_frozen_and_json_contract(mlp):
     assert res.to_polars().height == 2
     # deterministic given the seed
     again = worst_case(net, X, y, "weight-gaussian:sigma=0.02", bounds=[0.5, 1.0], threshold=0.5, tolerance=0.25,
-                       random_chips=10, iterations=8, seed=0)
+                       random_chips=10, iterations=8, rng=0)
     assert [b.accuracy for b in again.bounds] == [b.accuracy for b in res.bounds]
     assert again.minimal_bound.bracket == res.minimal_bound.bracket
+    assert res.seed == 0
 
 
 # ------------------------------------------------------------------ device models with a floor, drift, read noise
@@ -303,13 +321,13 @@ def test_pcm_search_stays_in_range_with_clip(mlp):
     net, X, y = mlp
     spec = ChipSpec(device=load_device("pcm"), time_s=86400.0)
     res = worst_case(net, X[:60], y[:60], spec, bounds=[2.0], conductance_range="clip", random_chips=10,
-                     iterations=8, sensitivity=False, seed=0)
+                     iterations=8, sensitivity=False, rng=0)
     dev = res.bounds[0].deviation
     assert dev["outside_range_fraction"] == 0.0
     assert 0.0 <= dev["floor_fraction"] <= 1.0
     assert set(res.searched_blocks) == {"prog", "nu", "read"}
     res2 = worst_case(net, X[:60], y[:60], spec, bounds=[2.0], blocks=("prog",), random_chips=10, iterations=8,
-                      sensitivity=False, seed=0)
+                      sensitivity=False, rng=0)
     assert res2.searched_blocks == ("prog",)
 
 
@@ -319,7 +337,7 @@ def test_stuck_faults_are_held_at_no_stuck_device(mlp):
     net, X, y = mlp
     dev = load_device("pcm").with_(stuck=StuckAt(0.05, 0.05, 0.0, 25.0, 0.0, 0.0))
     res = worst_case(net, X[:40], y[:40], ChipSpec(device=dev), bounds=[1.0], random_chips=5, iterations=5,
-                     sensitivity=False, seed=0)
+                     sensitivity=False, rng=0)
     assert "stuck" not in res.searched_blocks
     lat = LatentChips(ChipSimulator(net, ChipSpec(device=dev)))
     for (kind, _, _), b in zip(lat.blocks, res.bounds[0].z):
@@ -373,7 +391,7 @@ def test_cli_worstcase_writes_json(tmp_path, capsys):
 
     import onnx
 
-    from reliability.cli_worstcase import add_worstcase_parser
+    from reliability.cli import worstcase as cli_worstcase
 
     _net, W, b, X, y = _linear_case(n=20)
     model = tmp_path / "lin.onnx"
@@ -382,7 +400,7 @@ def test_cli_worstcase_writes_json(tmp_path, capsys):
     np.savez(data, X=X, y=y)
     out = tmp_path / "wc.json"
     p = argparse.ArgumentParser()
-    add_worstcase_parser(p.add_subparsers())
+    cli_worstcase.add_parser(p.add_subparsers())
     args = p.parse_args(["worstcase", "--model", str(model), "--data", str(data), "--variation",
                          f"weight-gaussian:sigma={SIGMA}", "--bound", "1", "3", "--threshold", "0.5",
                          "--iterations", "10", "--random-chips", "10", "--json", str(out)])

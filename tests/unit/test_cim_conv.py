@@ -1,11 +1,13 @@
-"""The blocked channels-last convolution and the layout-keeping pools against a plain im2col
-reference (float64): forward, hook columns, weight and input gradients, block boundaries."""
+"""Correctness of the convolution and pooling ops (:mod:`reliability.cim.graph.ops_analog`,
+:mod:`reliability.cim.graph.ops_pool`): the blocked channels-last convolution against a plain
+im2col reference in float64 (forward, hook columns, weight and input gradients, block boundaries),
+and MaxPool's tie-breaking and memory layouts against brute force."""
 
 import numpy as np
 import pytest
 
-from reliability.cim import network as nw
-from reliability.cim.network import GraphNode, build_network
+from reliability.cim.graph import GraphNode, build_network
+from reliability.cim.graph import ops_analog
 
 S = 3
 
@@ -164,7 +166,7 @@ def test_two_convs_blocks_and_layouts(monkeypatch, kind):
     out, cache = net.forward(x, weights=ws, keep=True, dtype=np.float64)
     R = rng.standard_normal(out.shape)
     g = net.backward(cache, R)
-    monkeypatch.setattr(nw, "_COL_BYTES", 1)   # one sample per block
+    monkeypatch.setattr(ops_analog, "_COL_BYTES", 1)   # one sample per block
     out2, cache2 = net.forward(x, weights=ws, keep=True, dtype=np.float64)
     g2 = net.backward(cache2, R)
     np.testing.assert_allclose(out2, out, rtol=1e-13, atol=1e-13)

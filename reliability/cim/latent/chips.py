@@ -1,4 +1,4 @@
-"""Chips as functions of standard-normal vectors: ``chip = f(z)``, ``z ~ N(0, I)``.
+"""Chips as functions of standard-normal vectors: ``chip = f(z)``, ``z ~ N(0, I)`` (:class:`LatentChips`).
 
 Tail estimators that move chips around (subset simulation with preconditioned Crank-Nicolson
 moves, importance sampling with shifted proposals) need the chip's randomness in one Gaussian
@@ -18,11 +18,14 @@ Blocks are kept as a list of arrays with a leading chip axis ``S``; the total di
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from scipy import special
 
 from reliability.devices.components import EmpiricalVariation
 from reliability.errors import ModelSpecError
+from reliability.streams import chip_rng
 
 __all__ = ["LatentChips"]
 
@@ -42,6 +45,7 @@ class LatentChips:
                                  "switch it off in [periphery] or use plain Monte Carlo.")
         self.device = dev
         self.dtype = simulator.dtype
+        self._maps = simulator.maps      # decodes conductances to weights (identity in a conductance view)
         self.n_posterior = int(getattr(simulator, "n_posterior", 0) or 0)
         self._par_cache: dict = {}
         self._par, self.L, self.R = self._parameters(dev)
@@ -94,6 +98,25 @@ class LatentChips:
             pars.append(par)
         return pars, L, R
 
+    def conductance_view(self, dtype=np.float64) -> "LatentChips":
+        """A view of these chips whose :meth:`weights` returns each analog layer's device
+        conductances ``(S, r, slices, signs, K, N)`` in ``dtype`` instead of effective weights.
+
+        The view shares the nominal per-layer parameters (computed in this object's dtype) and keeps
+        its own cache of posterior-draw parameters, so parameters in ``dtype`` never leak into this
+        object's cache.  Nothing here is modified."""
+        view = copy.copy(self)
+        view._maps = [_IdentityDecode()] * len(self._maps)
+        view.dtype = np.dtype(dtype)
+        view._par_cache = {}
+        return view
+
+    def scale(self, layer: int):
+        """The programming variation family's scale parameter for analog layer ``layer`` at the
+        nominal device model, per device (an array of the device shape, or a scalar when constant);
+        1.0 when there is none (no programming variation, or an empirical one)."""
+        return self._par[layer].get("scale", 1.0)
+
     def parameters_for(self, j: int):
         """Per-layer parameters of posterior draw ``j`` (cached, a few at a time)."""
         got = self._par_cache.get(j)
@@ -111,14 +134,12 @@ class LatentChips:
     # ------------------------------------------------------------------ sampling in latent space
     def draw(self, rng: np.random.Generator, n: int) -> list[np.ndarray]:
         """``n`` independent chips' latent vectors (block list, chip axis first)."""
-        from reliability.devices._fastrandom import standard_normal
+        from reliability.devices.fastrandom import standard_normal
 
         return [standard_normal(rng, (n,) + s, self.dtype) for _, _, s in self.blocks]
 
     def draw_chip(self, seed: int, i: int) -> list[np.ndarray]:
         """Chip ``i``'s latent vector from the ``i``-th child of ``SeedSequence(seed)``."""
-        from reliability.cim.simulate import chip_rng
-
         return self.draw(chip_rng(seed, i), 1)
 
     @staticmethod
@@ -132,7 +153,7 @@ class LatentChips:
     def pcn(self, z: list[np.ndarray], rho, rng: np.random.Generator) -> list[np.ndarray]:
         """Preconditioned Crank-Nicolson proposal ``sqrt(1 - rho^2) z + rho xi`` (exact for N(0, I));
         ``rho`` scalar or one value per chip."""
-        from reliability.devices._fastrandom import standard_normal
+        from reliability.devices.fastrandom import standard_normal
 
         rho = np.asarray(rho, dtype=np.float64)
         out = []
@@ -180,7 +201,7 @@ class LatentChips:
         if ("gain", -1) in by and dev.chip_gain is not None:
             gain = np.exp(dt.type(dev.chip_gain.sigma) * by[("gain", -1)])
         out, levels = [], []
-        for li, (m, par) in enumerate(zip(self.sim.maps, pars)):
+        for li, (m, par) in enumerate(zip(self._maps, pars)):
             T = par["targets"]
             zp = by.get(("prog", li))
             if zp is None:
@@ -231,6 +252,18 @@ class LatentChips:
             if with_levels:
                 levels.append(m.slice_levels(g).astype(dt, copy=False))
         return (out, levels) if with_levels else out
+
+
+class _IdentityDecode:
+    """A stand-in layer mapping whose decode is the identity (see :meth:`LatentChips.conductance_view`)."""
+
+    @staticmethod
+    def decode(g):
+        return g
+
+    @staticmethod
+    def slice_levels(g):
+        return g
 
 
 def _compact(a: np.ndarray, dtype) -> np.ndarray:
