@@ -23,28 +23,22 @@ from __future__ import annotations
 
 import reliability  # noqa: F401  (first: it sets OPENBLAS_THREAD_TIMEOUT before numpy loads)
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-CASE = Path(__file__).resolve().parents[1].parent / "shared" / "cases" / "digits_mlp_s05"
 
 
 def _cases(built: bool, only=None, deep: bool = False):
     """(name, network, X, y, variation, reference histogram, count thresholds) of each case
     (``only``: the names to keep; ``deep``: the public case also at 514/597, p = 1.18e-6, where its
     reference holds 136 chips)."""
-    from reliability.cim import load_onnx
+    from reliability.bench import load_case
 
     out = []
-    if CASE.exists() and (only is None or "digits_mlp_s05" in only):
-        z = np.load(CASE / "data.npz")
-        out.append(("digits_mlp_s05", load_onnx(CASE / "model.onnx"), z["X"], z["y"], "weight-gaussian:sigma=0.05",
-                    np.load(CASE / "reference_hist.npy").astype(float), (526, 523, 519) + ((514,) if deep else ())))
-    elif not CASE.exists():
-        print(f"skipped: {CASE} not found", file=sys.stderr)
+    if only is None or "digits_mlp_s05" in only:
+        pub = load_case("digits_mlp_s05")
+        out.append((pub.name, pub.network, pub.X, pub.y, pub.variation, pub.reference.astype(float),
+                    (526, 523, 519) + ((514,) if deep else ())))
     if built:
         import cases
 
@@ -118,7 +112,7 @@ def run(repeats: int = 8, budget: int = 20000, built: bool = True, methods=("hyb
             q_cover = {c: 0 for c in counts}
             q_err = {c: [] for c in counts}
             for seed in range(seed0, seed0 + repeats):
-                r = estimate_tail(net, X, y, variation, below=[c / n for c in counts], budget=budget, seed=seed,
+                r = estimate_tail(net, X, y, variation, below=[c / n for c in counts], budget=budget, rng=seed,
                                   method=method, quantiles=k_mid if quantiles and method != "is" else ())
                 evals.append(r.evaluations)
                 for qe, c in zip(r.quantiles, counts):

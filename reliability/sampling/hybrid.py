@@ -62,6 +62,10 @@ Algorithm, in the chips' latent Gaussian space ``z ~ N(0, I)``:
    error).  The two are independent; the 95 % interval is log-normal on the sum.
 
 Measured (``benchmarks/tail.py``, budget 20,000): see the README's tail-accuracy table.
+
+Modules: the mode search is :mod:`reliability.sampling.modes`, the one-dimensional proposals and count
+models :mod:`reliability.sampling.proposals`, the projection mixture :mod:`reliability.sampling.projected`;
+this module holds the estimator, its run and its estimates.
 """
 
 from __future__ import annotations
@@ -72,20 +76,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
+from reliability import streams
 from reliability.errors import ReliabilityError
-from reliability.sampling.importance import soft_count_gradient
+from reliability.sampling.checkpoint import read_checkpoint_meta, write_checkpoint
+from reliability.sampling.modes import Modes, find_modes, flatten, gradient_sees_all
 from reliability.sampling.projected import NOT_EVALUATED, StageBlend, fit_joint_count_model, fit_projection_mixture
-from reliability.sampling.subset import SubsetRun, SubsetSimulation, read_checkpoint_meta, write_checkpoint
+from reliability.sampling.proposals import ModeMixture, fit_count_model, sqrt_optimal
+from reliability.sampling.protocol import EstimatorRun, TailProblem
+from reliability.sampling.results import QuantileEstimate, TailEstimate
+from reliability.sampling.subset import (SubsetProbability, SubsetRun, SubsetSimulation, level_diagnostics,
+                                         subset_estimate, subset_quantile, subset_reasons)
+from reliability.sampling.verdicts import MAX_COV, MAX_TOP_SHARE, MIN_EVENTS, counts_holding, lognormal_ci
 
-__all__ = ["HybridSampling", "HybridRun", "ModeMixture", "Modes", "count_mean", "find_modes", "fit_count_model",
-           "gradient_sees_all", "sqrt_optimal"]
+__all__ = ["HYBRID_NAME", "HybridProbability", "HybridRun", "HybridSampling", "hybrid_estimate", "hybrid_estimates",
+           "hybrid_quantile"]
 
-#: key offsets keeping the pilot chips and the importance-sampling chunks apart from the subset
-#: simulation's level-0 chips (keyed 0..N-1) and its Markov chains
-PILOT_KEY = 10**9
-IS_SPAWN = 2**31 - 3
+#: the hybrid's method name in results
+HYBRID_NAME = "hybrid (design-point importance sampling + subset simulation)"
+#: importance-sampling chips per chunk (chunk ``c`` draws from ``streams.stream(seed, HYBRID_IS, c)``)
 CHUNK = 256
 #: below this budget the mode search and the split do not pay: subset simulation alone
 MIN_BUDGET = 2000
@@ -94,279 +103,40 @@ DEEP_CUT = 2.5
 SHALLOW_CUT = 1.5
 DEEP_BELOW = 5e-4
 #: the "projected" second-stage candidate: weights of the first stage, the per-mode fit and the
-#: projection mixture; the key offset of the projection mixture's fit
+#: projection mixture (whose fit draws from ``streams.stream(seed, HYBRID_IS, PROJECTED_KEY)``)
 PROJECTED_BLEND = (0.2, 0.4, 0.4)
-PROJECTED_KEY = 2**20
 
 
-@dataclass
-class Modes:
-    """Failure modes found by :func:`find_modes`: unit directions ``U`` (K, dim), reliability indices."""
+@dataclass(frozen=True)
+class HybridProbability:
+    """``P(n_correct <= k)`` from a hybrid run (:meth:`HybridRun.probability`).
 
-    U: np.ndarray
-    norms: np.ndarray
-    temperature: float
-    design_count: int
-    evaluations: int
+    ``p = p_hi + p_lo`` with coefficient of variation ``cov``: the importance-sampling part ``P(F, H)``
+    with the standard error used for it (``se_hi``: the larger of the sample one, ``se_hi_sample``,
+    and the one predicted from subset simulation's chips, ``se_hi_predicted``), and subset
+    simulation's part ``P(F, L)`` with ``se_lo``, read from ``subset``.  ``n_is``/``n_is_event``:
+    importance chips drawn / in the event; ``ess``, ``khat`` (nan: too few chips), ``top_share`` (the
+    largest share one chip carries), ``lo_share`` (the low part's share).  ``subset_only``: no
+    importance part (no mode, or fewer than two chips); the ``None`` fields are then unset.
+    """
 
-    @property
-    def K(self) -> int:
-        return int(self.norms.size)
+    p: float
+    cov: float
+    p_hi: float
+    se_hi: float
+    p_lo: float
+    se_lo: float
+    subset: SubsetProbability
+    n_is: int
+    n_is_event: int
+    ess: float
+    khat: float
+    lo_share: float
+    subset_only: bool
+    se_hi_sample: float | None = None
+    se_hi_predicted: float | None = None
+    top_share: float | None = None
 
-
-def _flat(z: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate([b.reshape(b.shape[0], -1).astype(np.float64) for b in z], axis=1)
-
-
-def _hlrf(scorer, latent, start, k, T, iterations, known, stop_cos=0.95):
-    """Damped HL-RF from ``start``; ``None`` when it heads for a known mode (checked after 6 steps)."""
-    z = [b.astype(np.float64) for b in start]
-    g = float("nan")
-    for it in range(iterations):
-        g, gr = soft_count_gradient(scorer, latent, [b.astype(latent.dtype) for b in z], k, T)
-        gg = sum(float(np.sum(v * v)) for v in gr)
-        if not gg > 0:
-            return None, g
-        gz = sum(float(np.sum(v * b)) for v, b in zip(gr, z))
-        c = (gz - g) / gg
-        z = [0.5 * (a + c * v) for a, v in zip(z, gr)]
-        if it == 5 and known:
-            d = _flat(z)[0]
-            nd = np.linalg.norm(d)
-            if nd > 0 and max(float(d @ u) / nd for u in known) > stop_cos:
-                return None, g
-    return _flat(z)[0], g
-
-
-def gradient_sees_all(latent) -> bool:
-    """Whether the design-point gradients cover every latent coordinate.  They flow through the
-    programming blocks only; drift, read noise, stuck-at, chip gain and posterior-draw blocks get
-    none, so with any of those the modes would ignore coordinates that may carry the failures
-    (measured on the PCM preset: design points at beta 10-19 for events of probability 1e-4), and
-    the hybrid runs subset simulation alone."""
-    return all(kind == "prog" for kind, _, _ in latent.blocks)
-
-
-def find_modes(scorer, latent, design_count: int | None, quantile_min: float | None, seed: int, pilot: int,
-               starts: int, iterations: int, max_evaluations: int, beta_slack: float = 1.5) -> Modes:
-    """Pilot chips, then HL-RF from the origin and from pilot chips in order of their count, each next
-    start the lowest chip that the modes found so far do not explain (see the module docstring).
-
-    ``design_count``: the count threshold of the deepest event (``None``: from the pilot, at the
-    normal quantile ``quantile_min``)."""
-    scorer = getattr(scorer, "local", scorer)   # the search runs on the driver, even with Dask
-    zp = latent.stack([latent.draw_chip(seed, PILOT_KEY + i) for i in range(pilot)])
-    counts, mg = scorer.sample_margins(zp)
-    evaluations = pilot
-    T = float(max(np.median(np.std(mg, axis=0)), 1e-3))
-    if design_count is None:
-        zq = stats.norm.isf(quantile_min)
-        design_count = int(np.clip(math.floor(counts.mean() - zq * max(counts.std(), 0.5)), 0, scorer.n - 1))
-    order = list(np.lexsort((mg.mean(axis=1), counts)))
-    sizes = np.cumsum([0] + [int(np.prod(b.shape[1:])) for b in zp])
-
-    def pilot_proj(u):      # the pilot chips' projections on u, block by block (no (pilot, dim) copy)
-        return sum((b.reshape(b.shape[0], -1) @ u[a:e].astype(b.dtype)).astype(np.float64)
-                   for b, a, e in zip(zp, sizes[:-1], sizes[1:]))
-
-    dirs, norms, proj = [], [], []
-    for n_start in range(starts + 1):
-        if evaluations + iterations > max_evaluations or (n_start and not order):
-            break
-        if n_start == 0:
-            st = [np.zeros((1,) + b.shape[1:]) for b in zp]
-        else:
-            pick = 0
-            if dirs:
-                # the lowest pilot chip that the modes found so far do not explain (all its projections on
-                # them below 1.5): a start from an explained chip mostly runs back to a known mode
-                ok = np.nonzero(np.max(np.stack(proj, axis=1)[order], axis=1) < 1.5)[0]
-                pick = int(ok[0]) if ok.size else 0
-            i = order.pop(pick)
-            st = [b[i:i + 1] for b in zp]
-        before = scorer.evaluations
-        d, g = _hlrf(scorer, latent, st, design_count, T, iterations, dirs)
-        evaluations += scorer.evaluations - before
-        if d is None or not abs(g) <= 1.0:        # not converged to the surrogate's boundary
-            continue
-        nr = float(np.linalg.norm(d))
-        if nr <= 0:
-            continue
-        u = d / nr
-        same = [i for i, v in enumerate(dirs) if float(u @ v) > 0.9]
-        if same:
-            if nr < norms[same[0]]:
-                dirs[same[0]], norms[same[0]], proj[same[0]] = u, nr, pilot_proj(u)
-            continue
-        dirs.append(u)
-        proj.append(pilot_proj(u))
-        norms.append(nr)
-    if dirs:
-        keep = [i for i in range(len(dirs)) if norms[i] <= min(norms) + beta_slack]
-        U, B = np.stack([dirs[i] for i in keep]), np.array([norms[i] for i in keep])
-    else:
-        U, B = np.zeros((0, latent.dim)), np.zeros(0)
-    return Modes(U, B, T, int(design_count), int(evaluations))
-
-
-#: the tabulated one-dimensional densities live on ``[cut, cut + GRID_SPAN]`` in bins of ``GRID_STEP``
-GRID_STEP = 0.01
-GRID_SPAN = 10.0
-
-
-@dataclass
-class ModeMixture:
-    """An importance-sampling proposal that changes one coordinate of the chip: mode ``m`` with
-    probability ``pi[m]``, then ``t_m = u_m . z`` from a one-dimensional density ``g_m`` on
-    ``[cut, inf)``, the rest of ``z`` exactly from the prior.  ``g_m`` is a defensive truncated prior
-    (weight ``defensive``) plus a piecewise-constant body (``mass[m]`` over the bins ``edges``), so
-    that drawing and evaluating use the same density exactly.  ``q / phi`` depends on the ``K``
-    projections only: ``sum_m pi_m 1(t_m >= cut) g_m(t_m) / phi(t_m)``, at least
-    ``min pi * defensive / Phi(-cut)`` on ``H``."""
-
-    cut: float
-    defensive: float
-    pi: np.ndarray          # (K,)
-    edges: np.ndarray       # (B + 1,)
-    mass: np.ndarray        # (K, B), rows sum to 1
-
-    @staticmethod
-    def grid(cut: float) -> np.ndarray:
-        return cut + np.arange(0.0, GRID_SPAN + GRID_STEP / 2, GRID_STEP)
-
-    @classmethod
-    def from_normals(cls, cut: float, defensive: float, K: int, components) -> "ModeMixture":
-        """Every mode alike: the body is an equal mixture of normals truncated to ``[cut, inf)``."""
-        edges = cls.grid(cut)
-        mass = sum(_normal_bins(edges, m, s) for m, s in components)
-        mass /= mass.sum()
-        return cls(cut, defensive, np.full(K, 1.0 / K), edges, np.tile(mass, (K, 1)))
-
-    @property
-    def K(self) -> int:
-        return int(self.pi.size)
-
-    def log_g(self, m: int, t: np.ndarray) -> np.ndarray:
-        """Log density of mode ``m``'s one-dimensional proposal at ``t >= cut``."""
-        t = np.asarray(t, dtype=np.float64)
-        a = math.log(self.defensive) + stats.norm.logpdf(t) - stats.norm.logsf(self.cut)
-        i = np.searchsorted(self.edges, t, side="right") - 1
-        inside = (i >= 0) & (i < self.mass.shape[1])
-        with np.errstate(divide="ignore"):
-            body = np.log(self.mass[m, np.clip(i, 0, self.mass.shape[1] - 1)] / GRID_STEP)
-        b = np.where(inside, math.log(1 - self.defensive) + body, -np.inf)
-        return np.logaddexp(a, b)
-
-    def blend(self, other: "ModeMixture", a: float) -> "ModeMixture":
-        """The mixture ``(1 - a) self + a other`` (same cut, defensive weight and grid), exactly."""
-        pi = (1 - a) * self.pi + a * other.pi
-        mass = ((1 - a) * self.pi[:, None] * self.mass + a * other.pi[:, None] * other.mass) / pi[:, None]
-        return ModeMixture(self.cut, self.defensive, pi, self.edges, mass)
-
-    def log_ratio(self, proj: np.ndarray) -> np.ndarray:
-        """``log(q / phi)`` for chips with projections ``proj`` (..., K); ``-inf`` outside H."""
-        proj = np.asarray(proj, dtype=np.float64)
-        terms = []
-        for m in range(self.K):
-            tt = np.maximum(proj[..., m], self.cut)
-            lr = math.log(self.pi[m]) + self.log_g(m, tt) - stats.norm.logpdf(tt)
-            terms.append(np.where(proj[..., m] >= self.cut, lr, -np.inf))
-        return np.logaddexp.reduce(np.stack(terms), axis=0)
-
-    def sample(self, rng: np.random.Generator, S: int) -> tuple[np.ndarray, np.ndarray]:
-        """Modes and their coordinates for ``S`` chips."""
-        mode = rng.choice(self.K, size=S, p=self.pi)
-        prior = rng.random(S) < self.defensive
-        u = rng.random(S)
-        t = stats.norm.isf(u * stats.norm.sf(self.cut))          # the truncated prior
-        cdf = np.cumsum(self.mass, axis=1)
-        for m in np.unique(mode[~prior]):
-            sel = (~prior) & (mode == m)
-            i = np.minimum(np.searchsorted(cdf[m], rng.random(int(sel.sum())), side="right"), self.mass.shape[1] - 1)
-            t[sel] = self.edges[i] + rng.random(i.size) * GRID_STEP
-        return mode, np.maximum(t, self.cut)
-
-    def draw(self, rng: np.random.Generator, flat: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Turn prior draws ``flat`` (S, dim) into chips of this proposal, in place: for each row a mode
-        ``m`` and ``t ~ g_m``, then ``z = xi + (t - u_m . xi) u_m``; returns the drawn modes and the
-        projections (S, K)."""
-        mode, t = self.sample(rng, flat.shape[0])
-        um = U[mode]
-        flat += (t - np.sum(flat * um, axis=1))[:, None] * um
-        return mode, flat @ U.T
-
-    def describe(self) -> dict:
-        return {"kind": "mode-mixture", "mode_probabilities": [float(x) for x in self.pi]}
-
-
-def _normal_bins(edges: np.ndarray, mean: float, sd: float) -> np.ndarray:
-    """The bins' shares of a normal truncated to the grid."""
-    cdf = stats.norm.cdf((edges - mean) / sd)
-    return np.diff(cdf) / max(cdf[-1] - cdf[0], 1e-300)
-
-
-def fit_count_model(t: np.ndarray, counts: np.ndarray) -> dict | None:
-    """The number of correct samples given a mode coordinate ``t`` (the rest of the chip from the
-    prior): a quadratic mean fitted by least squares after one pass of outlier removal (five robust
-    standard deviations: chips failing through another mode), a constant robust spread, and the range
-    of ``t`` it was fitted on (outside it the mean continues along its tangent).  ``None`` with fewer
-    than 30 chips."""
-    t = np.asarray(t, dtype=np.float64)
-    c = np.asarray(counts, dtype=np.float64)
-    if t.size < 30 or np.ptp(t) <= 0:
-        return None
-    coef = np.polyfit(t, c, 2)
-    r = c - np.polyval(coef, t)
-    sd = 1.4826 * float(np.median(np.abs(r - np.median(r))))
-    keep = np.abs(r) <= 5 * max(sd, 0.5)
-    coef = np.polyfit(t[keep], c[keep], 2)
-    r = c[keep] - np.polyval(coef, t[keep])
-    sd = max(1.4826 * float(np.median(np.abs(r))), 0.5)
-    lo, hi = (float(q) for q in np.quantile(t, [0.02, 0.98]))
-    return {"coef": [float(x) for x in coef], "sd": sd, "range": [lo, hi], "chips": int(t.size)}
-
-
-def count_mean(model: dict, t: np.ndarray) -> np.ndarray:
-    lo, hi = model["range"]
-    tc = np.clip(t, lo, hi)
-    coef = np.asarray(model["coef"])
-    return np.polyval(coef, tc) + np.polyval(np.polyder(coef), tc) * (t - tc)
-
-
-def sqrt_optimal(cut: float, defensive: float, floor: float, models: list, targets, fallback_norms) -> ModeMixture:
-    """The proposal that minimises the variance of importance sampling over the mode coordinate.
-
-    For one mode and one event, with ``P(F | t)`` the probability that a chip with coordinate ``t``
-    (the rest from the prior) is in the event, the estimator ``w 1_F`` has second moment
-    ``int phi(t)^2 P(F | t) / g(t) dt``, smallest for ``g ~ phi(t) sqrt(P(F | t))`` (not for the
-    event's own distribution ``phi(t) P(F | t)``, which gives no gain over plain Monte Carlo where
-    ``P(F | t)`` is small).  ``P(F | t)`` comes from each mode's count model,
-    ``Phi((k + 0.5 - mean(t)) / sd)``.  Each event gets an equal share of the chips; within an event
-    the modes are weighted by their ``int phi sqrt(P(F | t)) dt`` (the optimal allocation), and every
-    mode keeps at least ``floor / K`` of them."""
-    edges = ModeMixture.grid(cut)
-    mid = 0.5 * (edges[1:] + edges[:-1])
-    K = len(models)
-    mass = np.zeros((K, mid.size))
-    logphi = stats.norm.logpdf(mid)
-    used = 0
-    for k in targets:
-        logh = np.full((K, mid.size), -np.inf)
-        for m, model in enumerate(models):
-            if model is not None:
-                logh[m] = logphi + 0.5 * stats.norm.logcdf((k + 0.5 - count_mean(model, mid)) / model["sd"])
-        top = logh.max()
-        if not np.isfinite(top):
-            continue
-        h = np.exp(logh - top)
-        mass += h / h.sum()
-        used += 1
-    for m in range(K):
-        if mass[m].sum() <= 0:   # no model for this mode (or no event probability): a normal at its beta
-            mass[m] = _normal_bins(edges, max(fallback_norms[m], cut), 0.5) * (1.0 / K) * max(used, 1)
-    share = mass.sum(axis=1)
-    pi = (1 - floor) * share / share.sum() + floor / K
-    return ModeMixture(cut, defensive, pi, edges, mass / share[:, None])
 
 
 @dataclass
@@ -427,16 +197,15 @@ class HybridRun:
         return self.stages[stage].draw(rng, flat, self.modes.U)
 
     # ------------------------------------------------------------------ estimates
-    def probability(self, k: int) -> dict:
+    def probability(self, k: int) -> HybridProbability:
         """P(n_correct <= k): the split estimate with its parts and diagnostics."""
         c = k + 1.0
         sus = self.subset
         if self.modes.K == 0 or self.counts.size < 2:
             r = sus.probability(c)
-            d = r["cov_upper"]
-            return {"p": r["p"], "cov": d, "se_hi": 0.0, "p_hi": 0.0, "p_lo": r["p"], "se_lo": r["p"] * d if r["p"] > 0 else float("nan"),
-                    "subset": r, "n_is": 0, "n_is_event": 0, "ess": r["ess"], "khat": float("nan"),
-                    "lo_share": 1.0, "subset_only": True}
+            d = r.cov_upper
+            return HybridProbability(r.p, d, 0.0, 0.0, r.p, r.p * d if r.p > 0 else float("nan"), r, 0, 0, r.ess,
+                                     float("nan"), 1.0, True)
         n = self.counts.size
         ind = self.counts <= k
         logw = self.logw
@@ -445,11 +214,11 @@ class HybridRun:
         p_hi = float(f.mean())
         se_hi = float(f.std(ddof=1) / math.sqrt(n))
         r = sus.probability(c, where=self.outside)
-        p_lo = r["p"]
-        if p_lo > 0 and math.isfinite(r["cov_upper"]):
-            se_lo = p_lo * r["cov_upper"]
+        p_lo = r.p
+        if p_lo > 0 and math.isfinite(r.cov_upper):
+            se_lo = p_lo * r.cov_upper
         else:   # no chip of the event in L: half the rule-of-three bound as the standard error
-            se_lo = 0.5 * r["level_prob"] * 3.0 / max(r["ess"], 1.0)
+            se_lo = 0.5 * r.level_prob * 3.0 / max(r.ess, 1.0)
         p = p_hi + p_lo
         # second moment of the weights predicted from the subset simulation's chips in the event
         j = sus.level_for(c)
@@ -472,10 +241,9 @@ class HybridRun:
             khat = float(np.asarray(kh))
         ess = float(f.sum() ** 2 / np.sum(f * f)) if np.any(f > 0) else 0.0
         top = float(f.max() / f.sum()) if np.any(f > 0) else float("nan")   # the largest chip's share
-        return {"p": p, "cov": se / p if p > 0 else float("inf"), "p_hi": p_hi, "se_hi": se_hi_used,
-                "se_hi_sample": se_hi, "se_hi_predicted": se_pred, "p_lo": p_lo, "se_lo": se_lo, "subset": r,
-                "n_is": n, "n_is_event": int(ind.sum()), "ess": ess, "khat": khat, "top_share": top,
-                "lo_share": p_lo / p if p > 0 else float("nan"), "subset_only": False}
+        return HybridProbability(p, se / p if p > 0 else float("inf"), p_hi, se_hi_used, p_lo, se_lo, r, n,
+                                 int(ind.sum()), ess, khat, p_lo / p if p > 0 else float("nan"), False,
+                                 se_hi_sample=se_hi, se_hi_predicted=se_pred, top_share=top)
 
 
 class HybridSampling:
@@ -514,16 +282,21 @@ class HybridSampling:
                  mode_floor: float = 0.25, projected: bool = True, pilot: int = 500, starts: int = 24,
                  iterations: int = 20, subset: SubsetSimulation | None = None):
         if not 0.05 <= subset_share <= 0.9:
-            raise ValueError(f"subset_share must be in [0.05, 0.9]; got {subset_share}.")
+            raise ReliabilityError(f"subset_share={subset_share!r}: the budget share before importance sampling "
+                                   "must be in [0.05, 0.9]; the default is 0.3.")
         if not 0 < defensive < 1:
-            raise ValueError(f"defensive must be in (0, 1); got {defensive}.")
+            raise ReliabilityError(f"defensive={defensive!r}: the truncated prior's weight must be in (0, 1); "
+                                   "the default is 0.2.")
         if not 0 < first_stage <= 1:
-            raise ValueError(f"first_stage must be in (0, 1]; got {first_stage}.")
+            raise ReliabilityError(f"first_stage={first_stage!r}: the first stage's share of the chips must be in "
+                                   "(0, 1]; the default is 0.25.")
         if not 0 < mode_floor <= 1:
-            raise ValueError(f"mode_floor must be in (0, 1]; got {mode_floor}.")
+            raise ReliabilityError(f"mode_floor={mode_floor!r}: each mode's least share must be in (0, 1]; "
+                                   "the default is 0.25.")
         self.subset_share = subset_share
         if cut is not None and not 0.5 <= cut <= 4.0:
-            raise ValueError(f"cut must be in [0.5, 4] (or None: chosen by the rarest event); got {cut}.")
+            raise ReliabilityError(f"cut={cut!r}: the split must be in [0.5, 4], or None to choose it by the rarest "
+                                   "event.")
         self.cut = None if cut is None else float(cut)
         self.defensive = float(defensive)
         self.first_stage = float(first_stage)
@@ -535,8 +308,20 @@ class HybridSampling:
         self.subset = subset or SubsetSimulation()
         self.p0 = self.subset.p0
 
-    def run(self, scorer, latent, count_targets: list[int], quantile_min: float | None, budget: int, seed: int,
-            checkpoint=None, fingerprint: str = "", progress=None) -> HybridRun:
+    def run(self, problem: TailProblem, *, budget: int, rng=0, checkpoint=None, progress=None) -> EstimatorRun:
+        """Estimate the problem's events and quantiles (the
+        :class:`~reliability.sampling.protocol.TailEstimator` interface; see :meth:`simulate`)."""
+        seed = streams.as_seed(rng)
+        budget = int(budget)
+        fp = problem.fingerprint(self, budget=budget, seed=seed, method="hybrid")
+        run = self.simulate(problem.scorer, problem.latent, list(problem.count_thresholds), problem.quantile_min,
+                            budget, seed, checkpoint=checkpoint, fingerprint=fp, progress=progress)
+        return hybrid_estimates(problem, run, budget)
+
+    def simulate(self, scorer, latent, count_targets: list[int], quantile_min: float | None, budget: int, seed: int,
+                 checkpoint=None, fingerprint: str = "", progress=None) -> HybridRun:
+        """Run (or resume from ``checkpoint``) the hybrid: mode search, subset simulation, then
+        importance sampling in two stages (module docstring)."""
         ck = Path(checkpoint) if checkpoint is not None else None
         ck_sub = ck.with_name(ck.stem + "-subset.npz") if ck is not None else None
         state = _load(ck, fingerprint) if ck is not None else None
@@ -555,10 +340,10 @@ class HybridSampling:
         if progress is not None:
             progress(modes.evaluations, budget)
         U = modes.U
-        feature = (lambda z: _flat(z) @ U.T) if modes.K else None
+        feature = (lambda z: flatten(z) @ U.T) if modes.K else None
         sus_budget = budget - modes.evaluations if modes.K == 0 else int(self.subset_share * budget) - modes.evaluations
         sub_progress = None if progress is None else (lambda d, t: progress(modes.evaluations + d, budget))
-        sus = self.subset.run(scorer, latent, [k + 1.0 for k in count_targets], quantile_min, max(sus_budget, 100),
+        sus = self.subset.simulate(scorer, latent, [k + 1.0 for k in count_targets], quantile_min, max(sus_budget, 100),
                               seed, checkpoint=ck_sub, fingerprint=fingerprint, progress=sub_progress, feature=feature)
         cut, because = self._cut(sus, count_targets, quantile_min)
         run = HybridRun(modes, cut, self.defensive, sus, cut_because=because, seed=int(seed))
@@ -598,8 +383,8 @@ class HybridSampling:
                 ci = done // CHUNK
                 stage = 0 if done < n_first else 1
                 S = min(CHUNK, (n_first if stage == 0 else n_is) - done)
-                rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(IS_SPAWN, ci))))
-                flat = _flat(latent.draw(rng, S))
+                rng = streams.stream(seed, streams.HYBRID_IS, ci)
+                flat = flatten(latent.draw(rng, S))
                 drawn, proj = run.place(rng, flat, stage)
                 inside = ~run.outside(proj)          # a chip drawn outside H is not evaluated: a zero
                 cnt = np.full(S, NOT_EVALUATED, dtype=np.int64)
@@ -631,7 +416,7 @@ class HybridSampling:
         cases' rarest events are 20 times or more below it)."""
         if self.cut is not None:
             return self.cut, "given"
-        ps = [sus.probability(k + 1.0)["p"] for k in count_targets]
+        ps = [sus.probability(k + 1.0).p for k in count_targets]
         if quantile_min is not None:
             ps.append(float(quantile_min))
         rarest = min(ps) if ps else 0.0
@@ -654,7 +439,7 @@ class HybridSampling:
         targets = list(count_targets)
         if quantile_min is not None:
             c = int(run.counts.min())
-            while c < run.subset.levels[0].counts.max() and run.probability(c)["p"] < quantile_min:
+            while c < run.subset.levels[0].counts.max() and run.probability(c).p < quantile_min:
                 c += 1
             targets.append(c)
         run.count_models = models
@@ -673,7 +458,7 @@ class HybridSampling:
         if run.joint_model is not None:
             pm, projected_info = fit_projection_mixture(
                 run.modes.U, run.modes.norms, run.cut, run.joint_model, targets,
-                np.random.SeedSequence(run.seed, spawn_key=(IS_SPAWN, PROJECTED_KEY)))
+                streams.stream(run.seed, streams.HYBRID_IS, streams.PROJECTED_KEY))
             if pm is not None:
                 cands["projected"] = StageBlend([first_q, fitted, pm], np.array(PROJECTED_BLEND))
         score = {}
@@ -703,10 +488,105 @@ def _load(path, fingerprint):
     with np.load(path, allow_pickle=False) as z:
         if "U" not in z.files:
             raise ReliabilityError(f"checkpoint {path} was not written by the hybrid estimator (an older subset-"
-                                   "simulation checkpoint?); resume it with --method subset or delete it.")
+                                   "simulation checkpoint?); resume it with method='subset' or delete it.")
         if "proj" not in z.files:
             raise ReliabilityError(f"checkpoint {path} was written by an older version of the hybrid estimator, "
                                    "whose proposal differs; finish it with that version or delete it.")
         meta = read_checkpoint_meta(path, z, fingerprint)
         modes = Modes(z["U"], z["norms"], meta["temperature"], meta["design_count"], meta["evaluations"])
         return modes, (z["counts"], z["proj"].reshape(-1, modes.K), z["drawn"], z["stage"])
+
+
+# ---------------------------------------------------------------------- estimates and verdicts
+def hybrid_estimates(problem: TailProblem, run: HybridRun, budget: int) -> EstimatorRun:
+    """The estimates, quantiles and diagnostics of a hybrid run on ``problem``."""
+    n = problem.n_samples
+    latent = problem.latent
+    parts = [run.probability(k) for k in problem.count_thresholds]
+    estimates = tuple(hybrid_estimate(a, k, r, run) for a, k, r in zip(problem.below, problem.count_thresholds, parts))
+    qs = tuple(hybrid_quantile(run, kq, n) for kq in problem.quantiles)
+    sus = run.subset
+    diag = {"modes": [float(b) for b in run.modes.norms], "cut": run.cut, "cut_because": run.cut_because,
+            "proposal_normals": [[float(m), float(s)] for m, s in run.components],
+            "proposal_stages": [{"chips": int(np.sum(run.stage == i)), **st.describe()}
+                                for i, st in enumerate(run.stages)],
+            "count_models": run.count_models, "joint_count_model": run.joint_model, "second_stage": run.stage_choice,
+            "evaluations": {"mode_search": run.modes.evaluations, "subset_simulation": sus.evaluations,
+                            "importance_sampling": run.evaluated},
+            "split": [{"below": a, "importance_part": r.p_hi, "importance_std_error": r.se_hi,
+                       "importance_std_error_sample": r.se_hi_sample,
+                       "importance_std_error_predicted": r.se_hi_predicted,
+                       "importance_events": r.n_is_event, "importance_top_share": r.top_share,
+                       "importance_pareto_k": r.khat, "subset_part": r.p_lo, "subset_std_error": r.se_lo,
+                       "subset_events": r.subset.n_in_event} for a, r in zip(problem.below, parts)],
+            "levels": level_diagnostics(sus), "n_per_level": sus.n_per_level, "p0": sus.p0, "stopped": run.stopped,
+            "latent_dim": latent.dim, "temperature": run.modes.temperature, "design_count": run.modes.design_count}
+    if run.modes.K == 0:
+        diag["subset_alone_because"] = (
+            f"budget under {MIN_BUDGET}" if budget < MIN_BUDGET else
+            "the chip has drift, read-noise, stuck-at, gain or posterior coordinates, which the design-point "
+            "gradients do not reach" if not gradient_sees_all(latent) else "the mode search found no design point")
+    method = HYBRID_NAME if run.modes.K and run.counts.size else "subset-simulation"
+    return EstimatorRun(estimates, qs, run.evaluations, method, run.stopped != "interrupted", diag)
+
+
+def hybrid_estimate(a: float, k: int, r: HybridProbability, run: HybridRun) -> TailEstimate:
+    """The estimate of ``P(n_correct <= k)`` (accuracy ``a``) from ``r = run.probability(k)``, with
+    its verdict."""
+    if r.subset_only:
+        return subset_estimate(a, k, r.subset, run.subset)
+    p, d = r.p, r.cov
+    reasons = []
+    n_event = r.n_is_event + r.subset.n_in_event
+    if n_event < MIN_EVENTS:
+        reasons.append(f"only {n_event} chips in the event (< {MIN_EVENTS})")
+    if not d <= MAX_COV:
+        reasons.append(f"coefficient of variation {d:.2f} > {MAX_COV}")
+    # the weights are bounded by construction (finite variance whatever k-hat says; k-hat is reported in
+    # ``pareto_k``); what makes an interval rest on luck is one chip carrying much of the estimate
+    if r.top_share > MAX_TOP_SHARE:
+        reasons.append(f"one chip carries {r.top_share:.0%} of the importance-sampling part (> "
+                       f"{MAX_TOP_SHARE:.0%}): the estimate and its interval rest on too few chips; raise --budget")
+    if not r.lo_share < 0.5:
+        # the estimate rests mostly on subset simulation: its own diagnostics apply
+        reasons += [f"subset-simulation part ({r.lo_share:.0%} of the estimate): {x}"
+                    for x in subset_reasons(r.subset, run.subset)]
+    if p > 0 and math.isfinite(d):
+        ci = lognormal_ci(p, d)
+    else:
+        ci = (0.0, min(1.0, 1.96 * math.hypot(r.se_hi, r.se_lo) if p == 0 else 1.0))
+    return TailEstimate(a, float(p), float(p * d) if math.isfinite(d) else float("nan"),
+                        (float(ci[0]), float(min(ci[1], 1.0))), HYBRID_NAME, int(run.evaluations), float(r.ess),
+                        not reasons, "; ".join(reasons) or None, int(k), None if not math.isfinite(r.khat) else r.khat)
+
+
+def hybrid_quantile(run: HybridRun, k: float, n: int) -> QuantileEstimate:
+    """The accuracy at tail probability ``k``: the smallest count whose estimated P(count <= c) reaches
+    k; the interval holds the counts whose 95 % interval contains k."""
+    if run.modes.K == 0 or run.counts.size < 2:
+        return subset_quantile(run.subset, k, n)
+    cache = {}
+
+    def prob(c):     # (p, lower, upper, parts) of P(count <= c)
+        if c not in cache:
+            r = run.probability(c)
+            p, d = r.p, r.cov
+            lo, hi = lognormal_ci(p, d) if p > 0 and math.isfinite(d) else \
+                (0.0, r.subset.level_prob * 3.0 / r.subset.n)
+            cache[c] = (p, lo, hi, r)
+        return cache[c]
+
+    c = min([int(lv.counts.min()) for lv in run.subset.levels] + [int(run.counts.min())])
+    while c < n and prob(c)[0] < k:
+        c += 1
+    lo_c, hi_c = counts_holding(k, c, n, lambda cc: prob(cc)[1:3])
+    r = prob(c)[3]
+    reasons = []
+    if prob(c)[0] < k:
+        reasons.append(f"no accuracy level reached an estimated probability of {k:g} within the budget")
+    n_event = r.n_is_event + r.subset.n_in_event
+    if n_event < MIN_EVENTS:
+        reasons.append(f"only {n_event} chips at or below the quantile")
+    if run.stopped == "interrupted" and r.subset_only:
+        reasons.append("the run was interrupted before importance sampling began")
+    return QuantileEstimate(float(k), c / n, (lo_c / n, hi_c / n), not reasons, "; ".join(reasons) or None)

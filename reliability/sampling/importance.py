@@ -19,21 +19,79 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
-from reliability.cim.network import margin
+from reliability import streams
+from reliability.cim.latent import soft_count_gradient
+from reliability.cim.graph import margin
 from reliability.errors import ReliabilityError
+from reliability.sampling.protocol import EstimatorRun, TailProblem
+from reliability.sampling.results import TailEstimate
+from reliability.sampling.verdicts import HIDDEN_LAYERS_REASON, MIN_EVENTS
 
-__all__ = ["MeanShiftImportanceSampling", "soft_count_gradient"]
+__all__ = ["MeanShiftImportanceSampling", "MeanShiftRun", "WeightedEstimate"]
+
+
+@dataclass(frozen=True)
+class MeanShiftRun:
+    """The chips of a mean-shift run (:meth:`MeanShiftImportanceSampling.simulate`).
+
+    Attributes
+    ----------
+    logw : numpy.ndarray
+        Log importance weights of the chips.
+    counts : numpy.ndarray
+        Their numbers of correct samples.
+    mu_norm : float
+        Norm of the design point (the shift).
+    temperature : float
+        Temperature of the soft count the design point was searched on.
+    evaluations : int
+        Chip evaluations, pilot and design-point search included.
+    """
+
+    logw: np.ndarray
+    counts: np.ndarray
+    mu_norm: float
+    temperature: float
+    evaluations: int
+
+
+@dataclass(frozen=True)
+class WeightedEstimate:
+    """``P(count <= k)`` from weighted chips (:meth:`MeanShiftImportanceSampling.estimate`): the
+    estimate, its standard error, the effective sample size, the Pareto k-hat of the event's weights
+    (nan with fewer than 20 chips in the event) and the chips in the event."""
+
+    p: float
+    se: float
+    ess: float
+    khat: float
+    n_in_event: int
 
 
 class MeanShiftImportanceSampling:
+    """One mean shift to the design point (module docstring); a
+    :class:`~reliability.sampling.protocol.TailEstimator` for thresholds only.
+
+    Parameters
+    ----------
+    defensive : float
+        Weight ``a`` of the nominal law in the proposal, in (0, 1).
+    search_iterations : int
+        HL-RF steps of the design-point search.
+    temperature : float, optional
+        Temperature of the soft count (default: from a pilot of nominal chips).
+    """
+
     name = "importance-sampling (mean shift)"
 
     def __init__(self, defensive: float = 0.1, search_iterations: int = 30, temperature: float | None = None):
         if not (0 < defensive < 1):
-            raise ValueError("defensive must be in (0, 1)")
+            raise ReliabilityError(f"defensive={defensive!r}: the nominal law's weight must be in (0, 1); "
+                                   "the default is 0.1.")
         self.a = defensive
         self.iterations = search_iterations
         self.temperature = temperature
@@ -43,7 +101,9 @@ class MeanShiftImportanceSampling:
     def design_point(self, scorer, latent, k: int, T: float):
         z = [np.zeros((1,) + s, dtype=np.float64) for _, _, s in latent.blocks]
         for _ in range(self.iterations):
-            g, gr = soft_count_gradient(scorer, latent, [b.astype(latent.dtype) for b in z], k, T)
+            g, gr = soft_count_gradient(scorer.sim, latent, scorer.x, scorer.y,
+                                        [b.astype(latent.dtype) for b in z], k, T)
+            scorer.evaluations += 1
             gg = sum(float(np.sum(v * v)) for v in gr)
             if gg <= 0:
                 break
@@ -56,10 +116,44 @@ class MeanShiftImportanceSampling:
             z = [0.5 * (a + b) for a, b in zip(z, new)]   # damped HL-RF step
         return z
 
-    # ------------------------------------------------------------------ sampling
-    def run(self, scorer, latent, count_thresholds: list[int], budget: int, seed: int, chunk: int = 256):
+    # ------------------------------------------------------------------ the estimator
+    def run(self, problem: TailProblem, *, budget: int, rng=0, checkpoint=None, progress=None) -> EstimatorRun:
+        """Estimate the problem's events (quantiles are refused; ``checkpoint`` and ``progress`` are
+        not supported and ignored)."""
+        if problem.quantiles:
+            raise ReliabilityError(f"quantiles={list(problem.quantiles)}: mean-shift importance sampling estimates "
+                                   "thresholds (below) only; use the default method for quantiles.")
+        seed = streams.as_seed(rng)
+        scorer = problem.scorer
+        out = self.simulate(scorer, problem.latent, list(problem.count_thresholds), int(budget), seed)
+        hidden = len(scorer.sim.network.analog_layers) > 1
+        estimates = []
+        for a, k in zip(problem.below, problem.count_thresholds):
+            e = self.estimate(out.logw, out.counts, k)
+            p, se, ess, khat = e.p, e.se, e.ess, e.khat
+            reasons = []
+            if e.n_in_event < MIN_EVENTS:
+                reasons.append(f"only {e.n_in_event} weighted chips in the event (< {MIN_EVENTS})")
+            if math.isfinite(khat) and khat > 0.7:
+                reasons.append(f"Pareto k-hat {khat:.2f} > 0.7: weights too heavy-tailed for a trustworthy variance")
+            if ess < 30:
+                reasons.append(f"effective sample size {ess:.0f} < 30")
+            if hidden:
+                reasons.append(HIDDEN_LAYERS_REASON)
+            lo, hi = max(p - 1.96 * se, 0.0), min(p + 1.96 * se, 1.0)
+            estimates.append(TailEstimate(a, p, se, (lo, hi), self.name, int(out.evaluations), ess, not reasons,
+                                          "; ".join(reasons) or None, int(k), None if not math.isfinite(khat) else khat))
+        return EstimatorRun(tuple(estimates), (), int(out.evaluations), self.name, True,
+                            {"latent_dim": problem.latent.dim, "design_point_norm": out.mu_norm,
+                             "temperature": out.temperature})
+
+    def simulate(self, scorer, latent, count_thresholds: list[int], budget: int, seed: int,
+                 chunk: int = 256) -> MeanShiftRun:
+        """Pilot, design point of the deepest event, then ``budget`` minus the evaluations so far
+        chips from the shifted mixture (keyed by ``seed``)."""
         if not count_thresholds:
-            raise ReliabilityError("importance sampling estimates --below thresholds; give at least one.")
+            raise ReliabilityError("count_thresholds=[]: importance sampling estimates thresholds (below); "
+                                   "give at least one.")
         # tie-breaker scale and temperature from a small pilot at the nominal law
         pilot = min(100, budget // 20)
         z0 = latent.stack([latent.draw_chip(seed, i) for i in range(pilot)])
@@ -72,7 +166,7 @@ class MeanShiftImportanceSampling:
         mu = self.design_point(scorer, latent, kmin, T)
         mu32 = [b.astype(latent.dtype) for b in mu]
         mu_norm2 = float(sum(np.sum(b * b) for b in mu))
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(2**31 - 2,))))
+        rng = streams.stream(seed, streams.MEAN_SHIFT_IS)
         n = max(0, budget - scorer.evaluations)
         logw, counts = [], []
         for s0 in range(0, n, chunk):
@@ -89,11 +183,10 @@ class MeanShiftImportanceSampling:
             counts.append(cnt)
         logw = np.concatenate(logw)
         counts = np.concatenate(counts)
-        return {"logw": logw, "counts": counts, "mu_norm": math.sqrt(mu_norm2), "temperature": T,
-                "evaluations": scorer.evaluations}
+        return MeanShiftRun(logw, counts, math.sqrt(mu_norm2), T, scorer.evaluations)
 
     @staticmethod
-    def estimate(logw, counts, k):
+    def estimate(logw, counts, k) -> WeightedEstimate:
         """Estimate, standard error, ESS and Pareto k-hat for P(count <= k)."""
         ind = counts <= k
         w = np.exp(logw)
@@ -110,31 +203,4 @@ class MeanShiftImportanceSampling:
                 warnings.simplefilter("ignore")
                 _, khat = az.psislw(logw[ind].copy())
             khat = float(np.asarray(khat))
-        return p, se, ess, khat, int(np.count_nonzero(ind))
-
-
-def soft_count_gradient(scorer, latent, z, k, T):
-    """``g(z) = soft count(z) - (k + 1/2)`` and its gradient in the latent space, for one chip ``z``
-    (a block list with chip axis of length 1).  The soft count is the sum over evaluation samples of
-    ``sigmoid(margin / T)``; gradients flow through the network's backward pass and the mapping
-    (programming blocks only: the other blocks get zero gradient).  Counts one chip evaluation."""
-    sim = scorer.sim
-    W = latent.weights(z)
-    logits, cache = sim.network.forward(scorer.x, weights=W, keep=True, dtype=np.float64)
-    mg, dmg = margin(logits, scorer.y, grad=True)
-    mg = mg[0]
-    sig = 1.0 / (1.0 + np.exp(-mg / T))
-    g = float(sig.sum() - (k + 0.5))
-    grad_logits = dmg[0] * (sig * (1 - sig) / T)[:, None]       # d soft count / d logits
-    gw = sim.network.backward(cache, grad_logits[None], input_grad=False).weights
-    scorer.evaluations += 1
-    grads = []
-    for (kind, li, shape), b in zip(latent.blocks, z):
-        if kind != "prog":
-            grads.append(np.zeros_like(b, dtype=np.float64))
-            continue
-        m = sim.maps[li]
-        dg = m.grad_conductance(gw[li].astype(np.float64))          # (1, r, slices, signs, K, N)
-        scale = latent._par[li].get("scale", 1.0)
-        grads.append(np.asarray(dg, dtype=np.float64) * np.asarray(scale, dtype=np.float64))
-    return g, grads
+        return WeightedEstimate(p, se, ess, khat, int(np.count_nonzero(ind)))

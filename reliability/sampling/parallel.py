@@ -2,8 +2,9 @@
 
 A chip's score depends only on its latent vector (and level-0 chips only on ``(seed, index)``), so
 splitting a batch into chunks evaluated on different workers changes nothing in the result.
-``--workers N`` starts a local cluster (one single-threaded process per worker); ``--scheduler
-ADDRESS`` joins an existing one.  The simulator, latent map and evaluation data are sent to every
+``make_client(workers=N)`` starts a local cluster (one single-threaded process per worker);
+``make_client(scheduler=ADDRESS)`` joins an existing one.  Dask is optional (the ``[dask]`` extra) and
+imported only here, when a client is made.  The simulator, latent map and evaluation data are sent to every
 worker once.
 """
 
@@ -11,21 +12,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from reliability.errors import ReliabilityError
+from reliability.errors import MissingDependencyError, ReliabilityError
 
 __all__ = ["DaskScorer", "make_client"]
 
 
 def make_client(workers: int | None = None, scheduler: str | None = None):
     """A ``distributed.Client``: a local cluster of ``workers`` processes, or ``scheduler``'s."""
+    if not scheduler and (not workers or workers < 1):
+        raise ReliabilityError(f"workers={workers!r}: must be a positive integer (or give scheduler=ADDRESS).")
     try:
         from distributed import Client, LocalCluster
-    except ImportError:  # pragma: no cover - dependency declared
-        raise ReliabilityError("Dask distributed is not installed: pip install 'dask[distributed]'.") from None
+    except ImportError:
+        raise MissingDependencyError("Dask is optional and not installed: pip install 'nvcim-reliability[dask]' "
+                                     "to evaluate chips on a cluster.") from None
     if scheduler:
         return Client(scheduler)
-    if not workers or workers < 1:
-        raise ReliabilityError(f"--workers must be a positive integer; got {workers!r}.")
     cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None)
     return Client(cluster)
 

@@ -1,6 +1,6 @@
 """A proposal over the failure modes' joint coordinates, for chips that fail through two modes at once.
 
-Why: the hybrid's per-mode proposal (:class:`reliability.sampling.hybrid.ModeMixture`) moves one mode
+Why: the hybrid's per-mode proposal (:class:`reliability.sampling.proposals.ModeMixture`) moves one mode
 coordinate ``t_m = u_m . z`` at a time and draws the others from the prior.  A chip that fails because
 two coordinates are both moderately high (say 2.9 and 2.1, against design points at 4.3-5.1) is then
 reached only through the defensive prior, where the weights are largest.  Measured on 4 million
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 from scipy.special import logsumexp
+
+from reliability.streams import as_generator
 
 __all__ = ["NOT_EVALUATED", "ProjectionMixture", "StageBlend", "fit_joint_count_model", "fit_projection_mixture",
            "joint_count_mean", "joint_features"]
@@ -156,7 +158,7 @@ class StageBlend:
                 "parts": [p.describe() for p in self.parts]}
 
 
-def fit_projection_mixture(U: np.ndarray, norms: np.ndarray, cut: float, model: dict, targets, seed_seq,
+def fit_projection_mixture(U: np.ndarray, norms: np.ndarray, cut: float, model: dict, targets, rng,
                            samples: int = 400_000, resample: int = 30_000, min_ess: float = 2_000.0
                            ) -> tuple[ProjectionMixture | None, dict]:
     """A Gaussian mixture close to ``phi_K(t) sqrt(P(F_k | t))`` on ``H = {max t >= cut}`` (an equal
@@ -166,11 +168,12 @@ def fit_projection_mixture(U: np.ndarray, norms: np.ndarray, cut: float, model: 
     ``beta_m G[:, m]`` with covariance ``1.5^2 G``), weighted by the target, ``resample`` of them drawn in
     proportion and fitted with ``2 K`` (at most 16) full-covariance components.  Returns ``(None,
     info)`` when the resampling's effective sample size is under ``min_ess`` (the target is then too
-    far from the design points for the fit to be trusted).  ``seed_seq``: a
-    :class:`numpy.random.SeedSequence`, so that a resumed run fits the same mixture."""
+    far from the design points for the fit to be trusted).  ``rng``: a Generator, or anything
+    :func:`reliability.streams.as_generator` accepts; the hybrid passes a keyed stream, so that a resumed
+    run fits the same mixture."""
     from sklearn.mixture import GaussianMixture
 
-    rng = np.random.Generator(np.random.PCG64(seed_seq))
+    rng = as_generator(rng)
     K = U.shape[0]
     G = U @ U.T
     L = np.linalg.cholesky(G)

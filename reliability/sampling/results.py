@@ -50,7 +50,10 @@ class QuantileEstimate:
 
 @dataclass(frozen=True)
 class TailResult:
-    """Everything one tail-estimation run produced."""
+    """Everything one tail-estimation run produced.
+
+    ``seconds`` is the run's wall time; ``seed`` the integer seed of its streams (``rng`` of
+    :func:`~reliability.sampling.estimate_tail`)."""
 
     estimates: tuple[TailEstimate, ...]
     quantiles: tuple[QuantileEstimate, ...]
@@ -70,6 +73,22 @@ class TailResult:
                 "diagnostics": jsonable(self.diagnostics)}
 
     def to_polars(self) -> pl.DataFrame:
-        return pl.DataFrame([{**{k: v for k, v in e.to_dict().items() if k != "ci95"},
-                              "ci95_low": e.ci95[0], "ci95_high": e.ci95[1]} for e in self.estimates])
+        """One row per estimate and per quantile, told apart by the ``kind`` column
+        (``"probability"`` or ``"quantile"``).
 
+        Probability rows fill ``below``, ``probability``, ``std_error``, ``count_threshold``, ``method``,
+        ``evaluations``, ``ess`` and ``pareto_k``; quantile rows fill ``k`` and ``accuracy``; both fill
+        ``ci95_low``, ``ci95_high`` (of the probability, or of the accuracy), ``reliable`` and ``reason``.
+        Columns a row's kind does not have are null.
+        """
+        rows = [{"kind": "probability", **{k: v for k, v in e.to_dict().items() if k != "ci95"},
+                 "ci95_low": e.ci95[0], "ci95_high": e.ci95[1]} for e in self.estimates]
+        rows += [{"kind": "quantile", "k": q.k, "accuracy": q.accuracy, "ci95_low": q.ci95[0], "ci95_high": q.ci95[1],
+                  "reliable": q.reliable, "reason": q.reason} for q in self.quantiles]
+        return pl.DataFrame(rows, schema=_POLARS_SCHEMA)
+
+
+_POLARS_SCHEMA = {"kind": pl.String, "below": pl.Float64, "probability": pl.Float64, "std_error": pl.Float64,
+                  "k": pl.Float64, "accuracy": pl.Float64, "ci95_low": pl.Float64, "ci95_high": pl.Float64,
+                  "method": pl.String, "evaluations": pl.Int64, "ess": pl.Float64, "reliable": pl.Boolean,
+                  "reason": pl.String, "count_threshold": pl.Int64, "pareto_k": pl.Float64}

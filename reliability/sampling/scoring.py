@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reliability.cim.network import margin
+from reliability.cim.graph import margin
 
 __all__ = ["ChipScorer"]
 
@@ -30,9 +30,8 @@ class ChipScorer:
         self.tau = 1.0
         self.centre = 0.0
         self.evaluations = 0
-        if simulator.periphery.active and simulator._calibrated_on is None:
-            simulator.calibrate(self.x[: min(len(self.x), 256)])
-        self.chunk = int(chunk or max(1, simulator._chunk_size(self.x, 256)))
+        simulator.ensure_calibrated(self.x)
+        self.chunk = int(chunk or max(1, simulator.chips_per_chunk(self.x, 256)))
 
     def _chunks(self, z: list[np.ndarray]):
         """``(start, n_correct, per-sample margins)`` of the chips in ``z``, a chunk at a time."""

@@ -11,14 +11,17 @@ threshold lies above c.
 
 Ancestry: every level records how many distinct level-0 chips its chains descend from.  The chains
 move little per step, so a deep level's sample is only as diverse as that number (on the public
-case it falls from 333 seeds at level 1 to about 80 at level 4); :func:`estimate_tail` flags an
-estimate that rests on fewer than ``MIN_ANCESTORS`` of them.
+case it falls from 333 seeds at level 1 to about 80 at level 4); an estimate that rests on fewer than
+:data:`~reliability.sampling.verdicts.MIN_ANCESTORS` of them is flagged.
 
 Uncertainty: the coefficient of variation of each level's fraction is
 ``(1 - p) / (N p) * (1 + gamma)`` with ``gamma`` from the lag correlations of the indicator along the
 chains (Au & Beck, eq. 29).  The standard error reported combines the levels as if fully positively
 correlated (sum of the levels' coefficients of variation: an upper bound, Au & Beck section 6.2);
 the independent-levels value is kept in the diagnostics.  The interval is log-normal.
+
+:class:`SubsetSimulation` is a :class:`~reliability.sampling.protocol.TailEstimator`; its
+:meth:`~SubsetSimulation.simulate` is the algorithm itself, which the hybrid estimator also drives.
 """
 
 from __future__ import annotations
@@ -28,7 +31,54 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SubsetSimulation", "SubsetRun"]
+from reliability import streams
+from reliability.errors import ReliabilityError
+from reliability.sampling.checkpoint import read_checkpoint_meta, write_checkpoint
+from reliability.sampling.protocol import EstimatorRun, TailProblem
+from reliability.sampling.results import QuantileEstimate, TailEstimate
+from reliability.sampling.verdicts import MAX_COV, MIN_ANCESTORS, MIN_EVENTS, counts_holding, lognormal_ci
+
+__all__ = ["Level", "SubsetProbability", "SubsetRun", "SubsetSimulation", "level_diagnostics", "score_indexed",
+           "subset_estimate", "subset_interval", "subset_quantile", "subset_reasons"]
+
+
+@dataclass(frozen=True)
+class SubsetProbability:
+    """``P(score < c)`` from a subset-simulation run (:meth:`SubsetRun.probability`).
+
+    Attributes
+    ----------
+    p : float
+        The estimate, ``level_prob * fraction``.
+    level : int
+        The level it was read at (the deepest whose threshold lies above ``c``).
+    fraction : float
+        Fraction of that level's chips in the event.
+    n_in_event : int
+        Chips of that level in the event.
+    cov_independent, cov_upper : float
+        Coefficient of variation combining the levels as independent, and as fully positively
+        correlated (an upper bound: the one reported); ``inf`` with no chip in the event.
+    gamma : float
+        Au & Beck's correlation factor of the event along the level's chains.
+    ess : float
+        Effective sample size of the level, ``n / (1 + gamma)``.
+    level_prob : float
+        Probability of the level's conditioning set.
+    n : int
+        Chips at the level.
+    """
+
+    p: float
+    level: int
+    fraction: float
+    n_in_event: int
+    cov_independent: float
+    cov_upper: float
+    gamma: float
+    ess: float
+    level_prob: float
+    n: int
 
 
 @dataclass
@@ -84,7 +134,7 @@ class SubsetRun:
                 j = i
         return j
 
-    def probability(self, c: float, where=None) -> dict:
+    def probability(self, c: float, where=None) -> SubsetProbability:
         """P(score < c) with coefficients of variation (independent levels and upper bound); with
         ``where`` (a function of a features array returning a boolean array over its leading axes;
         runs given a ``feature`` only), P(score < c and where(features))."""
@@ -106,8 +156,7 @@ class SubsetRun:
             cov2.append((1 - q) / (N * q) * (1 + gam))
         d_ind = math.sqrt(sum(cov2)) if q > 0 else float("inf")
         d_up = sum(math.sqrt(v) for v in cov2) if q > 0 else float("inf")
-        return {"p": lv.prob * q, "level": j, "fraction": q, "n_in_event": int(round(q * N)), "cov_independent": d_ind,
-                "cov_upper": d_up, "gamma": gam, "ess": N / (1 + gam), "level_prob": lv.prob, "n": N}
+        return SubsetProbability(lv.prob * q, j, q, int(round(q * N)), d_ind, d_up, gam, N / (1 + gam), lv.prob, N)
 
     def score_quantile(self, k: float) -> tuple[float, int]:
         """Score value at probability ``k`` and the level used."""
@@ -146,7 +195,8 @@ class SubsetSimulation:
     def __init__(self, p0: float = 0.1, n_per_level: int | None = None, target_acceptance: float = 0.45,
                  rho0: float = 0.3):
         if not (0 < p0 < 0.5):
-            raise ValueError(f"p0 must be in (0, 0.5); got {p0}.")
+            raise ReliabilityError(f"p0={p0!r}: the conditional probability per level must be in (0, 0.5); "
+                                   "the default is 0.1.")
         self.p0 = p0
         self.n_per_level = n_per_level
         self.target_acceptance = target_acceptance
@@ -183,9 +233,27 @@ class SubsetSimulation:
             need = max(need, math.log(min_prob / p_next) / math.log(self.p0))
         return math.ceil(need) + 0.5
 
-    def run(self, scorer, latent, score_targets: list[float], min_prob: float | None, budget: int, seed: int,
-            chunk: int = 256, checkpoint=None, fingerprint: str = "", progress=None, feature=None) -> SubsetRun:
-        """Run (or resume from ``checkpoint``) subset simulation.
+    def run(self, problem: TailProblem, *, budget: int, rng=0, checkpoint=None, progress=None) -> EstimatorRun:
+        """Estimate the problem's events and quantiles (the
+        :class:`~reliability.sampling.protocol.TailEstimator` interface; see :meth:`simulate`)."""
+        seed = streams.as_seed(rng)
+        fp = problem.fingerprint(self, budget=budget, seed=seed)
+        counts_thr = problem.count_thresholds
+        run = self.simulate(problem.scorer, problem.latent, [k + 1.0 for k in counts_thr], problem.quantile_min,
+                            int(budget), seed, checkpoint=checkpoint, fingerprint=fp, progress=progress)
+        n = problem.n_samples
+        estimates = tuple(subset_estimate(a, k, run.probability(k + 1.0), run)
+                          for a, k in zip(problem.below, counts_thr))
+        qs = tuple(subset_quantile(run, kq, n) for kq in problem.quantiles)
+        diag = {"levels": level_diagnostics(run), "n_per_level": run.n_per_level, "p0": run.p0, "stopped": run.stopped,
+                "latent_dim": problem.latent.dim, "score_tau": problem.scorer.tau}
+        return EstimatorRun(estimates, qs, run.evaluations,
+                            self.name if len(run.levels) > 1 else "monte-carlo (subset simulation stopped at level 0)",
+                            run.stopped != "interrupted", diag)
+
+    def simulate(self, scorer, latent, score_targets: list[float], min_prob: float | None, budget: int, seed: int,
+                 chunk: int = 256, checkpoint=None, fingerprint: str = "", progress=None, feature=None) -> SubsetRun:
+        """Run (or resume from ``checkpoint``) subset simulation: the algorithm of the module docstring.
 
         ``feature``, optional: a function of a block list of latent vectors returning an array whose
         first axis is the chip (one number or one vector per chip); it is recorded for every level's
@@ -213,7 +281,7 @@ class SubsetSimulation:
                 step = chunk * 8 if hasattr(scorer, "counts_for_indices") else chunk
                 for s0 in range(0, N, step):
                     idx = range(s0, min(N, s0 + step))
-                    cnt, mm = _score_indices(scorer, latent, seed, idx)
+                    cnt, mm = score_indexed(scorer, latent, seed, idx)
                     counts[s0:s0 + len(idx)] = cnt
                     margins[s0:s0 + len(idx)] = mm
                     if progress is not None:
@@ -264,7 +332,7 @@ class SubsetSimulation:
                     seeds_z, seeds_s = latent.take(buf[0], keep), buf[1][keep]
                     seeds_a = buf[2][keep]
                 level_no = len(run.levels)
-                rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(2**31 - 1, level_no))))
+                rng = streams.stream(seed, streams.SUBSET_CHAINS, level_no)
                 state_z = [a.copy() for a in seeds_z]
                 state_s = np.asarray(seeds_s, dtype=float).copy()
                 state_c = np.floor(state_s).astype(np.int64)
@@ -317,7 +385,7 @@ class SubsetSimulation:
         return run
 
 
-def _score_indices(scorer, latent, seed, idx):
+def score_indexed(scorer, latent, seed, idx):
     """Counts and margins of the level-0 chips ``idx`` (keyed by ``(seed, index)``)."""
     if hasattr(scorer, "counts_for_indices"):
         return scorer.counts_for_indices(seed, idx)
@@ -337,33 +405,6 @@ def _keep_lowest(buf, z, s, anc, n):
         out.append(np.concatenate([bb[old], zz[new]], axis=0))
     s_out = np.concatenate([buf_s[old], np.asarray(s)[new]])
     return out, s_out, np.concatenate([buf_a[old], np.asarray(anc)[new]])
-
-
-def write_checkpoint(path, meta: dict, arrays: dict) -> None:
-    """Write ``meta`` (JSON) and ``arrays`` to the ``.npz`` file ``path`` atomically: an interrupted
-    write never leaves a broken checkpoint."""
-    import json
-    import os
-    from pathlib import Path
-
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
-
-
-def read_checkpoint_meta(path, z, fingerprint: str) -> dict:
-    """The metadata of the opened checkpoint ``z``, refused when it belongs to another run."""
-    import json
-
-    from reliability.errors import ReliabilityError
-
-    meta = json.loads(str(z["meta"]))
-    if meta["fingerprint"] != fingerprint:
-        raise ReliabilityError(f"checkpoint {path} belongs to another run (different model, data, variation, "
-                               "thresholds, budget, seed, estimator settings or estimator version); delete it or choose another "
-                               "--checkpoint file.")
-    return meta
 
 
 def _save_checkpoint(path, fingerprint, run, buf, rho, scorer):
@@ -410,3 +451,67 @@ def _load_checkpoint(path, fingerprint, latent):
             anc = z["buf_a"] if "buf_a" in z.files else np.full(z["buf_s"].size, -1, dtype=np.int64)
             buf = ([z[f"buf_z{i}"] for i in range(len(latent.blocks))], z["buf_s"], anc)
     return run, buf, meta["rho"], (meta["centre"], meta["tau"])
+
+
+# ---------------------------------------------------------------------- estimates and verdicts
+def level_diagnostics(run: SubsetRun) -> list[dict]:
+    """One dict per level: threshold, probability, acceptance, step size, ancestry, count range."""
+    return [{"threshold_score": lv.threshold, "probability": lv.prob, "acceptance": lv.acceptance, "rho": lv.rho,
+             "ancestors": lv.ancestors, "min_correct": int(lv.counts.min()), "max_correct": int(lv.counts.max())}
+            for lv in run.levels]
+
+
+def subset_reasons(r: SubsetProbability, run: SubsetRun) -> list[str]:
+    """Why subset simulation's estimate ``r`` is not to be trusted (empty: it is)."""
+    d = r.cov_upper
+    reasons = []
+    if r.n_in_event < MIN_EVENTS:
+        reasons.append(f"only {r.n_in_event} chips in the event at the deepest level (< {MIN_EVENTS})")
+    if math.isfinite(d) and d > MAX_COV:
+        reasons.append(f"coefficient of variation {d:.2f} > {MAX_COV}")
+    low_acc = [i for i, lv in enumerate(run.levels[1:r.level + 1], 1) if lv.acceptance < 0.05]
+    if low_acc:
+        reasons.append(f"Markov chains barely moved at level(s) {low_acc} (acceptance < 5 %)")
+    anc = run.levels[r.level].ancestors
+    if 0 <= anc < MIN_ANCESTORS:
+        reasons.append(f"the level holding the event descends from only {anc} level-0 chips (< {MIN_ANCESTORS}): "
+                       "its sample is too little diverse; raise --budget")
+    if run.stopped in ("budget exhausted", "interrupted") and r.level == len(run.levels) - 1 \
+            and r.fraction < run.p0:
+        reasons.append("the budget ran out before the event was reached with p0 of the chips"
+                       if run.stopped == "budget exhausted" else
+                       "the run was interrupted before the event was reached with p0 of the chips")
+    return reasons
+
+
+def subset_interval(r: SubsetProbability) -> tuple[float, float]:
+    """Log-normal 95 % interval; with no chip in the event, the rule of three at the deepest level."""
+    if r.p > 0 and math.isfinite(r.cov_upper):
+        return lognormal_ci(r.p, r.cov_upper)
+    return 0.0, r.level_prob * 3.0 / r.n
+
+
+def subset_estimate(a: float, k: int, r: SubsetProbability, run: SubsetRun) -> TailEstimate:
+    """The estimate of ``P(n_correct <= k)`` (accuracy ``a``) from ``r = run.probability(k + 1)``."""
+    p = r.p
+    d = r.cov_upper
+    reasons = subset_reasons(r, run)
+    ci = subset_interval(r)
+    se = p * d if p > 0 and math.isfinite(d) else float("nan")
+    method = "subset-simulation" if r.level > 0 else "monte-carlo"
+    return TailEstimate(a, float(p), float(se), (float(ci[0]), float(min(ci[1], 1.0))), method, int(run.evaluations),
+                        float(r.ess), not reasons, "; ".join(reasons) or None, int(k))
+
+
+def subset_quantile(run: SubsetRun, k: float, n: int) -> QuantileEstimate:
+    """The accuracy at tail probability ``k`` (``n`` evaluation samples), with its interval."""
+    s, level = run.score_quantile(k)
+    c = int(math.floor(s))
+    lo_c, hi_c = counts_holding(k, c, n, lambda cc: subset_interval(run.probability(cc + 1.0)))
+    r = run.probability(c + 1.0)
+    reasons = []
+    if r.n_in_event < MIN_EVENTS:
+        reasons.append(f"only {r.n_in_event} chips at or below the quantile")
+    if run.levels[-1].prob * run.p0 > k and run.stopped in ("budget exhausted", "interrupted"):
+        reasons.append("the run ended (budget or interruption) before reaching this probability")
+    return QuantileEstimate(float(k), c / n, (lo_c / n, hi_c / n), not reasons, "; ".join(reasons) or None)

@@ -64,8 +64,8 @@ def test_save_keeps_every_runs_estimate_and_interval(tmp_path, monkeypatch):
     ref[[3, 5, 10]] = [20, 200, 100_000]
     monkeypatch.setattr(bench, "_cases", lambda built, only, deep: [("toy", None, None, np.zeros(10), "v", ref, [3, 5])])
 
-    def fake(net, X, y, variation, below, budget, seed, method, quantiles):
-        ests = [SimpleNamespace(probability=(seed + 1) * b * 1e-3, ci95=(0.0, 1.0), reliable=True) for b in below]
+    def fake(net, X, y, variation, below, budget, rng, method, quantiles):
+        ests = [SimpleNamespace(probability=(rng + 1) * b * 1e-3, ci95=(0.0, 1.0), reliable=True) for b in below]
         return SimpleNamespace(estimates=ests, quantiles=[], evaluations=budget)
 
     monkeypatch.setattr(reliability.sampling, "estimate_tail", fake)

@@ -17,8 +17,9 @@ from reliability.cim import load_onnx
 from reliability.cim.latent import LatentChips
 from reliability.cim.simulate import ChipSimulator
 from reliability.sampling import estimate_tail
-from reliability.sampling.hybrid import (HybridRun, ModeMixture, Modes, count_mean, find_modes, fit_count_model,
-                                          sqrt_optimal)
+from reliability.sampling.hybrid import HybridRun
+from reliability.sampling.modes import Modes, find_modes
+from reliability.sampling.proposals import ModeMixture, count_mean, fit_count_model, sqrt_optimal
 from reliability.sampling.scoring import ChipScorer
 
 SIGMA = 0.18
@@ -53,7 +54,7 @@ def test_hybrid_estimate_on_two_mechanisms_matches_the_closed_form():
     net, X, y, beta, _ = _two_mechanisms()
     truth = 1 - np.prod(stats.norm.cdf(beta))
     assert 1e-4 < truth < 1e-3
-    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={SIGMA}", below=[0.5], budget=20000, seed=2)
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={SIGMA}", below=[0.5], budget=20000, rng=2)
     e = res.estimates[0]
     assert e.method.startswith("hybrid") and e.reliable, e.reason
     assert 1 / 1.2 < e.probability / truth < 1.2, (e.probability, truth)
@@ -64,6 +65,7 @@ def test_hybrid_estimate_on_two_mechanisms_matches_the_closed_form():
     assert sum(ev.values()) == res.evaluations <= 20000
 
 
+@pytest.mark.slow
 def test_second_stage_candidates_with_and_without_the_projection_mixture():
     """The guard sees the projection-mixture candidate by default and not with ``projected=False``;
     both estimates match the closed form."""
@@ -72,7 +74,7 @@ def test_second_stage_candidates_with_and_without_the_projection_mixture():
     net, X, y, beta, _ = _two_mechanisms()
     truth = 1 - np.prod(stats.norm.cdf(beta))
     for projected in (True, False):
-        res = estimate_tail(net, X, y, f"weight-gaussian:sigma={SIGMA}", below=[0.5], budget=20000, seed=3,
+        res = estimate_tail(net, X, y, f"weight-gaussian:sigma={SIGMA}", below=[0.5], budget=20000, rng=3,
                             estimator=HybridSampling(projected=projected))
         d = res.diagnostics
         cands = set(d["second_stage"]["relative_variance"])
@@ -168,6 +170,7 @@ def test_second_stage_is_the_square_root_optimal_density():
     assert math.isclose(count_mean(models[0], np.array([6.0]))[0], 100 - 20 * 4 - 20 * 2)
 
 
+@pytest.mark.slow
 def test_second_stage_guard_keeps_the_first_proposal_when_the_count_model_is_poor():
     """Two evaluation samples: the count is a step in each mode coordinate, which the quadratic count
     model describes badly.  The first stage's chips estimate each candidate's variance, so the guard
@@ -175,7 +178,7 @@ def test_second_stage_guard_keeps_the_first_proposal_when_the_count_model_is_poo
     net, X, y, beta, _ = _two_mechanisms()
     truth = 1 - stats.norm.cdf(beta[0]) * stats.norm.cdf(beta[1])
     for seed in range(2):
-        res = estimate_tail(net, X, y, f"weight-gaussian:sigma={SIGMA}", below=[0.5], budget=8000, seed=seed)
+        res = estimate_tail(net, X, y, f"weight-gaussian:sigma={SIGMA}", below=[0.5], budget=8000, rng=seed)
         choice = res.diagnostics["second_stage"]
         assert choice["chosen"] == "first", choice
         rv = choice["relative_variance"]
@@ -184,9 +187,10 @@ def test_second_stage_guard_keeps_the_first_proposal_when_the_count_model_is_poo
         assert e.ci95[0] <= truth <= e.ci95[1] and 1 / 1.2 < e.probability / truth < 1.2
 
 
+@pytest.mark.slow
 def test_checkpoint_resume_in_either_phase_equals_uninterrupted(tmp_path, monkeypatch):
     net, X, y, _, _ = _two_mechanisms()
-    kw = dict(below=[0.5], budget=4000, seed=4)
+    kw = dict(below=[0.5], budget=4000, rng=4)
     var = f"weight-gaussian:sigma={SIGMA}"
     full = estimate_tail(net, X, y, var, **kw)
     from reliability.sampling import hybrid, scoring
@@ -223,7 +227,7 @@ def test_a_checkpoint_is_refused_by_an_estimator_with_other_settings(tmp_path):
     from reliability.sampling.hybrid import HybridSampling
 
     net, X, y, _, _ = _two_mechanisms()
-    kw = dict(below=[0.5], budget=2500, seed=4, checkpoint=tmp_path / "run.npz")
+    kw = dict(below=[0.5], budget=2500, rng=4, checkpoint=tmp_path / "run.npz")
     var = f"weight-gaussian:sigma={SIGMA}"
     first = estimate_tail(net, X, y, var, **kw)
     again = estimate_tail(net, X, y, var, **kw)                   # same settings: resumed, same result
@@ -234,22 +238,27 @@ def test_a_checkpoint_is_refused_by_an_estimator_with_other_settings(tmp_path):
 
 def test_small_budget_runs_subset_simulation_alone():
     net, X, y, _, _ = _two_mechanisms()
-    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={SIGMA}", below=[0.5], budget=1500, seed=0)
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={SIGMA}", below=[0.5], budget=1500, rng=0)
     assert res.method == "subset-simulation" and res.diagnostics["modes"] == []
     assert res.evaluations <= 1500
 
 
 def test_one_heavy_chip_flags_the_estimate():
-    from reliability.sampling.tail import MAX_TOP_SHARE, _hybrid_estimate
+    from dataclasses import replace
 
-    sub = {"n_in_event": 40}
-    r = {"subset_only": False, "p": 1e-5, "cov": 0.2, "n_is_event": 300, "subset": sub, "khat": 0.5,
-         "top_share": 0.1, "lo_share": 0.05, "ess": 200.0, "se_hi": 2e-6, "se_lo": 1e-7}
+    from reliability.sampling.hybrid import HybridProbability, hybrid_estimate
+    from reliability.sampling.subset import SubsetProbability
+    from reliability.sampling.verdicts import MAX_TOP_SHARE
+
+    sub = SubsetProbability(p=1e-7, level=3, fraction=0.01, n_in_event=40, cov_independent=0.3, cov_upper=0.5,
+                            gamma=0.0, ess=400.0, level_prob=1e-5, n=4000)
+    r = HybridProbability(p=1e-5, cov=0.2, p_hi=0.95e-5, se_hi=2e-6, p_lo=0.05e-5, se_lo=1e-7, subset=sub, n_is=14000,
+                          n_is_event=300, ess=200.0, khat=0.5, lo_share=0.05, subset_only=False, top_share=0.1)
     run = SimpleNamespace(evaluations=20000)
-    assert _hybrid_estimate(0.9, 10, r, run, 12).reliable
-    heavy = _hybrid_estimate(0.9, 10, dict(r, top_share=MAX_TOP_SHARE + 0.1), run, 12)
+    assert hybrid_estimate(0.9, 10, r, run).reliable
+    heavy = hybrid_estimate(0.9, 10, replace(r, top_share=MAX_TOP_SHARE + 0.1), run)
     assert not heavy.reliable and "one chip carries" in heavy.reason
-    few = _hybrid_estimate(0.9, 10, dict(r, n_is_event=3, subset={"n_in_event": 2}), run, 12)
+    few = hybrid_estimate(0.9, 10, replace(r, n_is_event=3, subset=replace(sub, n_in_event=2)), run)
     assert not few.reliable and "only 5 chips" in few.reason
 
 
@@ -259,7 +268,7 @@ def test_the_cut_follows_the_rarest_event_asked_for():
     from reliability.sampling.hybrid import DEEP_BELOW, DEEP_CUT, SHALLOW_CUT, HybridSampling
 
     probs = {501.0: 1.4e-3, 401.0: 2e-4, 301.0: 0.0}         # count threshold + 1 -> estimate
-    sus = SimpleNamespace(probability=lambda c: {"p": probs[c]})
+    sus = SimpleNamespace(probability=lambda c: SimpleNamespace(p=probs[c]))
     auto = HybridSampling()
     assert auto._cut(sus, [500], None)[0] == SHALLOW_CUT == 1.5
     cut, why = auto._cut(sus, [500, 400], None)
@@ -271,16 +280,17 @@ def test_the_cut_follows_the_rarest_event_asked_for():
     assert HybridSampling(cut=1.5)._cut(sus, [400], None) == (1.5, "given")
 
 
+@pytest.mark.slow
 def test_the_chosen_cut_is_the_one_the_run_uses():
     from reliability.sampling.hybrid import HybridSampling
 
     net, X, y, _, _ = _two_mechanisms()
     var = f"weight-gaussian:sigma={SIGMA}"
-    res = estimate_tail(net, X, y, var, below=[0.5], budget=4000, seed=0)
+    res = estimate_tail(net, X, y, var, below=[0.5], budget=4000, rng=0)
     d = res.diagnostics
     assert d["cut"] in (1.5, 2.5) and f"split at {d['cut']:g}" in d["cut_because"]
     assert all(st["mode_probabilities"] for st in d["proposal_stages"])
-    given = estimate_tail(net, X, y, var, below=[0.5], budget=4000, seed=0, estimator=HybridSampling(cut=2.0))
+    given = estimate_tail(net, X, y, var, below=[0.5], budget=4000, rng=0, estimator=HybridSampling(cut=2.0))
     assert given.diagnostics["cut"] == 2.0 and given.diagnostics["cut_because"] == "given"
 
 
@@ -301,8 +311,8 @@ def test_chips_with_coordinates_the_gradients_miss_run_subset_simulation_alone()
 
     net, X, y, _, _ = _two_mechanisms()
     spec = ChipSpec(device=load_device("pcm"), time_s=3.15e7)
-    auto = estimate_tail(net, X, y, spec, below=[0.5], budget=3000, seed=0)
-    alone = estimate_tail(net, X, y, spec, below=[0.5], budget=3000, seed=0, method="subset")
+    auto = estimate_tail(net, X, y, spec, below=[0.5], budget=3000, rng=0)
+    alone = estimate_tail(net, X, y, spec, below=[0.5], budget=3000, rng=0, method="subset")
     assert auto.method == "subset-simulation" and auto.diagnostics["modes"] == []
     assert "drift" in auto.diagnostics["subset_alone_because"]
     assert auto.estimates[0].probability == alone.estimates[0].probability
@@ -312,7 +322,8 @@ def test_chips_with_coordinates_the_gradients_miss_run_subset_simulation_alone()
 def test_each_start_is_the_lowest_pilot_chip_the_known_modes_do_not_explain(monkeypatch):
     """After a mode is found, the next HL-RF start skips pilot chips whose projection on a known mode
     reaches 1.5 (they mostly run back to that mode) and takes the lowest-ranked of the rest."""
-    from reliability.sampling import hybrid
+    from reliability import streams
+    from reliability.sampling import modes as mode_search
 
     net, X, y, _, normals = _two_mechanisms()
     sim = ChipSimulator(net, f"weight-gaussian:sigma={SIGMA}")
@@ -321,15 +332,15 @@ def test_each_start_is_the_lowest_pilot_chip_the_known_modes_do_not_explain(monk
     starts = []
 
     def fake_hlrf(scorer, latent, start, k, T, iterations, known, stop_cos=0.95):
-        starts.append(hybrid._flat(start)[0])
+        starts.append(mode_search.flatten(start)[0])
         return (3.0 * u, 0.0) if not known else (None, 0.0)      # the origin finds mode u; later starts find nothing
 
-    monkeypatch.setattr(hybrid, "_hlrf", fake_hlrf)
+    monkeypatch.setattr(mode_search, "_hlrf", fake_hlrf)
     scorer = ChipScorer(sim, lat, X, y)
     modes = find_modes(scorer, lat, 1, None, 0, 200, 5, 20, 10**6)
     assert modes.K == 1 and len(starts) == 6 and np.allclose(starts[0], 0)
-    pilot = lat.stack([lat.draw_chip(0, hybrid.PILOT_KEY + i) for i in range(200)])
-    zp = hybrid._flat(pilot)
+    pilot = lat.stack([lat.draw_chip(0, streams.HYBRID_PILOT + i) for i in range(200)])
+    zp = mode_search.flatten(pilot)
     counts, mg = ChipScorer(sim, lat, X, y).sample_margins(pilot)
     order = list(np.lexsort((mg.mean(axis=1), counts)))
     expected = [i for i in order if zp[i] @ u < 1.5][:5]

@@ -4,9 +4,12 @@ the variance it saves on chips that fail through two modes at once."""
 import math
 
 import numpy as np
+import pytest
 from scipy import stats
 
-from reliability.sampling.hybrid import HybridRun, ModeMixture, Modes, sqrt_optimal
+from reliability.sampling.hybrid import HybridRun
+from reliability.sampling.modes import Modes
+from reliability.sampling.proposals import ModeMixture, sqrt_optimal
 from reliability.sampling.projected import (NOT_EVALUATED, ProjectionMixture, StageBlend, fit_joint_count_model,
                                             fit_projection_mixture, joint_count_mean)
 
@@ -65,6 +68,7 @@ def test_projection_mixture_draws_its_density_and_the_prior_given_t():
     assert np.allclose(pm.log_ratio(tt), pm.log_density(tt) - prior)
 
 
+@pytest.mark.slow
 def test_blended_stage_weights_are_unbiased_inside_h():
     """A mode mixture first stage and a blend of it with a projection mixture: with the balance-
     heuristic weights E[w 1_A 1_H] = P(A, H), the draws outside H counting as zeros."""
@@ -99,6 +103,7 @@ def test_blended_stage_weights_are_unbiased_inside_h():
         assert abs(f.mean() - p) < 4 * se + 1e-12, (name, f.mean(), p, se)
 
 
+@pytest.mark.slow
 def test_projected_stage_reaches_chips_failing_through_two_modes():
     """Two orthogonal modes whose coordinates add up to failure (count mean 100 - 12 t1 - 12 t2): the
     per-mode proposal reaches the diagonal only through its defensive prior; the blend with a projection

@@ -3,11 +3,10 @@
 References: (1) a linear classifier under Gaussian weight noise, where every sample's margin is
 jointly Gaussian, so P(some sample misclassified) follows from normal and bivariate-normal CDFs
 (inclusion-exclusion over the samples); (2) the public case digits_mlp_s05, whose reference
-histogram comes from 115,520,000 brute-force chips (../shared/cases/README.md).
+histogram comes from 115,520,000 brute-force chips (reliability/bench/cases/digits_mlp_s05/README.md).
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,10 +15,11 @@ from scipy import stats
 
 from tests.unit._onnx_models import linear_onnx
 from reliability.cim import load_onnx
+from reliability.bench import CASES_DIR
 from reliability.errors import ReliabilityError
 from reliability.sampling import estimate_tail
 
-CASE = Path(__file__).resolve().parents[2].parent / "shared" / "cases" / "digits_mlp_s05"
+CASE = CASES_DIR / "digits_mlp_s05"  # the public case shipped in the package
 
 
 _linear = linear_onnx
@@ -53,7 +53,7 @@ def _orthant_case():
 def test_linear_classifier_orthant_probability(method, name):
     net, X, y, sigma, truth = _orthant_case()
     assert 3e-6 < truth < 3e-4, truth  # a genuinely rare event
-    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], budget=20000, seed=0,
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], budget=20000, rng=0,
                         method=method)
     e = res.estimates[0]
     assert e.method == name and e.reliable, e.reason
@@ -63,9 +63,10 @@ def test_linear_classifier_orthant_probability(method, name):
 
 
 @pytest.mark.parametrize("method", ["subset", "hybrid"])
+@pytest.mark.slow
 def test_plain_mc_and_the_estimators_agree_where_mc_is_precise(method):
     net, X, y, _, _ = _orthant_case()
-    kw = dict(below=[2 / 3], budget=20000, seed=1)
+    kw = dict(below=[2 / 3], budget=20000, rng=1)
     mc = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method="mc", **kw).estimates[0]
     ss = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method=method, **kw).estimates[0]
     assert ss.method.split()[0] == ("subset-simulation" if method == "subset" else "hybrid")
@@ -74,7 +75,7 @@ def test_plain_mc_and_the_estimators_agree_where_mc_is_precise(method):
     assert diff < 4 * np.hypot(mc.std_error, ss.std_error)
 
 
-@pytest.mark.skipif(not CASE.exists(), reason="../shared/cases is not beside this checkout")
+@pytest.mark.slow
 def test_public_case_against_brute_force_reference():
     net = load_onnx(CASE / "model.onnx")
     z = np.load(CASE / "data.npz")
@@ -85,7 +86,7 @@ def test_public_case_against_brute_force_reference():
     covered = 0
     for seed in (0, 1, 2):
         res = estimate_tail(net, z["X"], z["y"], "weight-gaussian:sigma=0.05", below=[526 / n, 523 / n, 519 / n],
-                            quantiles=[1e-4] if seed == 0 else (), budget=20000, seed=seed)
+                            quantiles=[1e-4] if seed == 0 else (), budget=20000, rng=seed)
         for e in res.estimates:
             truth = ref[: e.count_threshold + 1].sum() / ref.sum()
             assert 1 / 1.5 < e.probability / truth < 1.5, (seed, e.below, e.probability, truth)
@@ -112,7 +113,7 @@ def test_public_case_against_brute_force_reference():
 def test_small_budget_is_flagged_not_reported_confidently():
     net, X, y, sigma, truth = _orthant_case()
     res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], quantiles=[1e-6], budget=300,
-                        seed=0)
+                        rng=0)
     assert not res.estimates[0].reliable and res.estimates[0].reason
     assert not res.quantiles[0].reliable
 
@@ -153,7 +154,7 @@ def test_cli_json_contract(tmp_path):
 
 def test_checkpoint_resume_after_interrupt_equals_uninterrupted(tmp_path, monkeypatch):
     net, X, y, sigma, _ = _orthant_case()
-    kw = dict(below=[2 / 3], budget=6000, seed=3, method="subset")
+    kw = dict(below=[2 / 3], budget=6000, rng=3, method="subset")
     full = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", **kw)
     from reliability.sampling import scoring
 
@@ -180,22 +181,23 @@ def test_checkpoint_resume_after_interrupt_equals_uninterrupted(tmp_path, monkey
         [lv["ancestors"] for lv in full.diagnostics["levels"]]
     # a checkpoint of another run is refused
     with pytest.raises(ReliabilityError, match="another run"):
-        estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", checkpoint=ck, below=[1 / 3], budget=6000, seed=3,
+        estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", checkpoint=ck, below=[1 / 3], budget=6000, rng=3,
                       method="subset")
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_gives_the_serial_result():
     pytest.importorskip("distributed")
     from reliability.sampling.parallel import make_client
 
     net, X, y, sigma, _ = _orthant_case()
-    kw = dict(below=[2 / 3], budget=3000, seed=5)
+    kw = dict(below=[2 / 3], budget=3000, rng=5)
     serial = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", **kw)
     client = make_client(workers=2)
     try:
         dist = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", client=client, **kw)
-        mc_s = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method="mc", below=[2 / 3], budget=2000, seed=1)
-        mc_d = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method="mc", below=[2 / 3], budget=2000, seed=1,
+        mc_s = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method="mc", below=[2 / 3], budget=2000, rng=1)
+        mc_d = estimate_tail(net, X, y, "weight-gaussian:sigma=0.35", method="mc", below=[2 / 3], budget=2000, rng=1,
                              client=client)
     finally:
         cluster = client.cluster
@@ -210,14 +212,13 @@ def test_mean_shift_importance_sampling_on_the_orthant_case():
     """A linear classifier is the case a single design-point shift is made for: accurate, with a
     small Pareto k-hat, and its interval covers the closed form."""
     net, X, y, sigma, truth = _orthant_case()
-    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], budget=4000, seed=0, method="is")
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], budget=4000, rng=0, method="is")
     e = res.estimates[0]
     assert 1 / 1.5 < e.probability / truth < 1.5, (e.probability, truth)
     assert e.ci95[0] <= truth <= e.ci95[1]
     assert e.pareto_k is not None and e.pareto_k < 0.7 and e.reliable
 
 
-@pytest.mark.skipif(not CASE.exists(), reason="../shared/cases is not beside this checkout")
 def test_importance_sampling_verdicts_follow_its_diagnostics():
     """In 2,368 latent dimensions one mean shift catches only part of the failure mass, so the
     weights' Pareto k-hat sits near 0.7 (../shared/notes), and on a network with hidden layers the
@@ -227,7 +228,7 @@ def test_importance_sampling_verdicts_follow_its_diagnostics():
     z = np.load(CASE / "data.npz")
     n = len(z["y"])
     res = estimate_tail(net, z["X"], z["y"], "weight-gaussian:sigma=0.05", below=[526 / n, 523 / n, 519 / n],
-                        budget=5000, seed=1, method="is")
+                        budget=5000, rng=1, method="is")
     for e in res.estimates:
         assert e.pareto_k is not None
         assert not e.reliable and "hidden layers" in e.reason and "subset simulation" in e.reason
@@ -240,10 +241,10 @@ def test_ancestry_of_the_levels_and_its_flag():
     level 0, exactly the seeds at level 1, never more further down; an estimate resting on fewer
     than MIN_ANCESTORS of them is flagged with that reason."""
     from reliability.sampling.subset import SubsetSimulation
-    from reliability.sampling.tail import MIN_ANCESTORS
+    from reliability.sampling.verdicts import MIN_ANCESTORS
 
     net, X, y, sigma, _ = _orthant_case()
-    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], budget=20000, seed=0)
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], budget=20000, rng=0)
     levels = res.diagnostics["levels"]
     anc = [lv["ancestors"] for lv in levels]
     N = res.diagnostics["n_per_level"]
@@ -251,7 +252,7 @@ def test_ancestry_of_the_levels_and_its_flag():
     assert all(a >= b >= 1 for a, b in zip(anc[1:], anc[2:])) and len(anc) >= 4
     assert res.estimates[0].reliable
 
-    small = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3, 1 / 3], budget=20000, seed=0,
+    small = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3, 1 / 3], budget=20000, rng=0,
                           estimator=SubsetSimulation(n_per_level=200))
     anc = [lv["ancestors"] for lv in small.diagnostics["levels"]]
     assert anc[1] == 20 and min(anc) < MIN_ANCESTORS, anc
@@ -263,3 +264,94 @@ def test_ancestry_of_the_levels_and_its_flag():
         assert few == ("level-0 chips" in (e.reason or "")), (e.reason, anc, deepest)
         flagged += few
     assert flagged >= 1
+
+
+def test_every_method_is_a_tail_estimator_and_a_user_estimator_plugs_in():
+    """The four built-in estimators implement the TailEstimator protocol; a user's estimator gets the
+    problem (latent dimension, batched scorer with its evaluation counter, the events) and its run
+    becomes the TailResult unchanged, with the seed the run used."""
+    from reliability.sampling import ESTIMATORS, METHODS, EstimatorRun, TailEstimate, TailEstimator
+
+    assert METHODS == ("auto", "hybrid", "subset", "mc", "is")
+    assert all(isinstance(cls(), TailEstimator) for cls in ESTIMATORS.values())
+
+    class Naive:
+        name = "naive"
+
+        def run(self, problem, *, budget, rng, checkpoint=None, progress=None):
+            z = problem.latent.draw(np.random.default_rng(rng), 200)
+            counts, _ = problem.scorer.counts_and_margins(z)
+            ests = tuple(TailEstimate(a, float(np.mean(counts <= k)), float("nan"), (0.0, 1.0), self.name,
+                                      problem.scorer.evaluations, 200.0, False, "a toy", k)
+                         for a, k in zip(problem.below, problem.count_thresholds))
+            return EstimatorRun(ests, (), problem.scorer.evaluations, self.name, True, {"dim": problem.dim})
+
+    net, X, y, sigma, _ = _orthant_case()
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], budget=200, rng=7,
+                        estimator=Naive())
+    assert res.method == "naive" and res.evaluations == 200 and res.seed == 7
+    assert res.estimates[0].count_threshold == 2 and res.diagnostics["dim"] > 0
+    with pytest.raises(ReliabilityError, match="TailEstimator"):
+        estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3], estimator=object())
+
+
+def test_rng_int_or_generator_and_the_seed_recorded():
+    """An int is the seed itself (the same streams as before ``rng`` existed); a Generator gives one
+    draw, recorded in ``TailResult.seed``, so that the run can be repeated with that int."""
+    from reliability import streams
+
+    net, X, y, sigma, _ = _orthant_case()
+    kw = dict(below=[2 / 3], budget=400, method="mc")
+    var = f"weight-gaussian:sigma={sigma}"
+    g = estimate_tail(net, X, y, var, rng=np.random.default_rng(3), **kw)
+    assert g.seed == streams.as_seed(np.random.default_rng(3))
+    again = estimate_tail(net, X, y, var, rng=g.seed, **kw)
+    assert again.seed == g.seed and again.estimates[0].probability == g.estimates[0].probability
+    with pytest.raises(ReliabilityError, match="rng=-1"):
+        estimate_tail(net, X, y, var, rng=-1, **kw)
+
+
+def test_streams_registry_values():
+    """The tags are part of every result's reproducibility (reliability/streams.py)."""
+    from reliability import streams
+    from reliability.cim.simulate import chip_rng
+
+    assert (streams.SUBSET_CHAINS, streams.MEAN_SHIFT_IS, streams.HYBRID_IS) == (2**31 - 1, 2**31 - 2, 2**31 - 3)
+    assert (streams.WORSTCASE_RESTART, streams.WORSTCASE_RANDOM) == (2**31 - 11, 2**31 - 12)
+    assert (streams.HYBRID_PILOT, streams.PROJECTED_KEY) == (10**9, 2**20)
+    ref = np.random.Generator(np.random.PCG64(np.random.SeedSequence(5, spawn_key=(2**31 - 3, 4)))).random(3)
+    np.testing.assert_array_equal(streams.stream(5, streams.HYBRID_IS, 4).random(3), ref)
+    np.testing.assert_array_equal(streams.chip_rng(5, 9).random(3), chip_rng(5, 9).random(3))
+    assert streams.as_seed(12) == 12 and isinstance(streams.as_seed(None), int)
+    for bad in (-3, 1.5, "0", True):
+        with pytest.raises(ReliabilityError):
+            streams.as_seed(bad)
+    assert isinstance(streams.as_generator(None), np.random.Generator)
+
+
+def test_to_polars_holds_estimates_and_quantiles():
+    net, X, y, sigma, _ = _orthant_case()
+    res = estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3, 1 / 3], quantiles=[1e-2],
+                        budget=500, rng=0, method="mc")
+    df = res.to_polars()
+    assert df["kind"].to_list() == ["probability", "probability", "quantile"]
+    assert df.filter(df["kind"] == "quantile")["accuracy"].item() == res.quantiles[0].accuracy
+    assert df["probability"].to_list()[:2] == [e.probability for e in res.estimates]
+    assert res.to_polars().columns == estimate_tail(net, X, y, f"weight-gaussian:sigma={sigma}", below=[2 / 3],
+                                                    budget=200, rng=0, method="mc").to_polars().columns
+
+
+@pytest.mark.slow
+def test_dask_is_optional(monkeypatch):
+    """Importing the sampling package does not import Dask; making a client without it names the extra."""
+    import subprocess
+    import sys
+
+    code = "import sys, reliability.sampling; print(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    from reliability.errors import MissingDependencyError
+    from reliability.sampling.parallel import make_client
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(MissingDependencyError, match=r"nvcim-reliability\[dask\]"):
+        make_client(workers=1)

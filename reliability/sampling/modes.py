@@ -1,0 +1,129 @@
+"""The failure modes of the hybrid estimator: a pilot of independent chips, then damped HL-RF
+iterations towards the boundary of a smooth surrogate of the deepest event, from the origin and from
+the lowest pilot chips the modes found so far do not explain (:mod:`reliability.sampling.hybrid`,
+step 1)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from reliability import streams
+from reliability.cim.latent import soft_count_gradient
+
+__all__ = ["Modes", "find_modes", "flatten", "gradient_sees_all"]
+
+
+@dataclass
+class Modes:
+    """Failure modes found by :func:`find_modes`: unit directions ``U`` (K, dim), reliability indices."""
+
+    U: np.ndarray
+    norms: np.ndarray
+    temperature: float
+    design_count: int
+    evaluations: int
+
+    @property
+    def K(self) -> int:
+        return int(self.norms.size)
+
+
+def flatten(z: list[np.ndarray]) -> np.ndarray:
+    """Chips given as latent blocks as one ``(S, dim)`` float64 array."""
+    return np.concatenate([b.reshape(b.shape[0], -1).astype(np.float64) for b in z], axis=1)
+
+
+def _hlrf(scorer, latent, start, k, T, iterations, known, stop_cos=0.95):
+    """Damped HL-RF from ``start``; ``None`` when it heads for a known mode (checked after 6 steps)."""
+    z = [b.astype(np.float64) for b in start]
+    g = float("nan")
+    for it in range(iterations):
+        g, gr = soft_count_gradient(scorer.sim, latent, scorer.x, scorer.y, [b.astype(latent.dtype) for b in z], k, T)
+        scorer.evaluations += 1
+        gg = sum(float(np.sum(v * v)) for v in gr)
+        if not gg > 0:
+            return None, g
+        gz = sum(float(np.sum(v * b)) for v, b in zip(gr, z))
+        c = (gz - g) / gg
+        z = [0.5 * (a + c * v) for a, v in zip(z, gr)]
+        if it == 5 and known:
+            d = flatten(z)[0]
+            nd = np.linalg.norm(d)
+            if nd > 0 and max(float(d @ u) / nd for u in known) > stop_cos:
+                return None, g
+    return flatten(z)[0], g
+
+
+def gradient_sees_all(latent) -> bool:
+    """Whether the design-point gradients cover every latent coordinate.  They flow through the
+    programming blocks only; drift, read noise, stuck-at, chip gain and posterior-draw blocks get
+    none, so with any of those the modes would ignore coordinates that may carry the failures
+    (measured on the PCM preset: design points at beta 10-19 for events of probability 1e-4), and
+    the hybrid runs subset simulation alone."""
+    return all(kind == "prog" for kind, _, _ in latent.blocks)
+
+
+def find_modes(scorer, latent, design_count: int | None, quantile_min: float | None, seed: int, pilot: int,
+               starts: int, iterations: int, max_evaluations: int, beta_slack: float = 1.5) -> Modes:
+    """Pilot chips, then HL-RF from the origin and from pilot chips in order of their count, each next
+    start the lowest chip that the modes found so far do not explain (see the module docstring).
+
+    ``design_count``: the count threshold of the deepest event (``None``: from the pilot, at the
+    normal quantile ``quantile_min``)."""
+    scorer = getattr(scorer, "local", scorer)   # the search runs on the driver, even with Dask
+    zp = latent.stack([latent.draw_chip(seed, streams.HYBRID_PILOT + i) for i in range(pilot)])
+    counts, mg = scorer.sample_margins(zp)
+    evaluations = pilot
+    T = float(max(np.median(np.std(mg, axis=0)), 1e-3))
+    if design_count is None:
+        zq = stats.norm.isf(quantile_min)
+        design_count = int(np.clip(math.floor(counts.mean() - zq * max(counts.std(), 0.5)), 0, scorer.n - 1))
+    order = list(np.lexsort((mg.mean(axis=1), counts)))
+    sizes = np.cumsum([0] + [int(np.prod(b.shape[1:])) for b in zp])
+
+    def pilot_proj(u):      # the pilot chips' projections on u, block by block (no (pilot, dim) copy)
+        return sum((b.reshape(b.shape[0], -1) @ u[a:e].astype(b.dtype)).astype(np.float64)
+                   for b, a, e in zip(zp, sizes[:-1], sizes[1:]))
+
+    dirs, norms, proj = [], [], []
+    for n_start in range(starts + 1):
+        if evaluations + iterations > max_evaluations or (n_start and not order):
+            break
+        if n_start == 0:
+            st = [np.zeros((1,) + b.shape[1:]) for b in zp]
+        else:
+            pick = 0
+            if dirs:
+                # the lowest pilot chip that the modes found so far do not explain (all its projections on
+                # them below 1.5): a start from an explained chip mostly runs back to a known mode
+                ok = np.nonzero(np.max(np.stack(proj, axis=1)[order], axis=1) < 1.5)[0]
+                pick = int(ok[0]) if ok.size else 0
+            i = order.pop(pick)
+            st = [b[i:i + 1] for b in zp]
+        before = scorer.evaluations
+        d, g = _hlrf(scorer, latent, st, design_count, T, iterations, dirs)
+        evaluations += scorer.evaluations - before
+        if d is None or not abs(g) <= 1.0:        # not converged to the surrogate's boundary
+            continue
+        nr = float(np.linalg.norm(d))
+        if nr <= 0:
+            continue
+        u = d / nr
+        same = [i for i, v in enumerate(dirs) if float(u @ v) > 0.9]
+        if same:
+            if nr < norms[same[0]]:
+                dirs[same[0]], norms[same[0]], proj[same[0]] = u, nr, pilot_proj(u)
+            continue
+        dirs.append(u)
+        proj.append(pilot_proj(u))
+        norms.append(nr)
+    if dirs:
+        keep = [i for i in range(len(dirs)) if norms[i] <= min(norms) + beta_slack]
+        U, B = np.stack([dirs[i] for i in keep]), np.array([norms[i] for i in keep])
+    else:
+        U, B = np.zeros((0, latent.dim)), np.zeros(0)
+    return Modes(U, B, T, int(design_count), int(evaluations))
