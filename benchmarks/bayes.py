@@ -38,7 +38,7 @@ def run(seed: int = 0) -> list[dict]:
     df = campaign(seed=seed)
     t0 = time.perf_counter()
     try:
-        res = fit_device_bayes(df, seed=seed)
+        res = fit_device_bayes(df, rng=seed)
         ok, d, msg = True, res.diagnostics, res.message
     except FitFailedError as exc:
         res = exc.result

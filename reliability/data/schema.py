@@ -1,3 +1,4 @@
+# size: every validation rule of the measurement schema lives here on purpose, so that all readers report a problem in the same words.
 """The measurement-table schema: canonical columns, units, validation and :class:`MeasurementTable`.
 
 This module owns the rules of :mod:`reliability.data` (documented there): which column names are

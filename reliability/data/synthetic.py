@@ -66,7 +66,8 @@ def simulate_campaign(model: "DeviceModel", targets, times_s, *, n_chips: int, n
         ``n_chips * len(times_s) * len(targets) * n_devices`` rows.
     """
     # imported here: `devices` sits downstream of `data` in the flow and may itself read data
-    from reliability.devices.model import DeviceModel, as_generator
+    from reliability.devices.model import DeviceModel
+    from reliability.streams import as_generator
 
     if not isinstance(model, DeviceModel):
         raise ModelSpecError(f"model must be a DeviceModel; got {type(model).__name__}.")

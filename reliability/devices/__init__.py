@@ -7,15 +7,15 @@ This package knows nothing about networks or sampling strategies (see DESIGN.md)
 from reliability.devices.components import (
     ChipGain, Drift, EmpiricalVariation, ProgrammingVariation, ReadNoise, StuckAt,
 )
-from reliability.devices.families import FAMILIES, Family, family_names, get_family
-from reliability.devices.model import SCHEMA, SCHEMA_VERSION, DeviceModel, ProgrammedDevices, as_generator
+from reliability.devices.families import FAMILIES, VARIATION_FAMILIES, Family, family_names, get_family
+from reliability.devices.model import SCHEMA, SCHEMA_VERSION, DeviceModel, ProgrammedDevices
 from reliability.devices.posterior import PosteriorDeviceModel
 from reliability.devices.state import Constant, Polynomial, Spline, StateFunction
 
 __all__ = [
     "DeviceModel", "PosteriorDeviceModel", "ProgrammedDevices", "ProgrammingVariation", "EmpiricalVariation", "Drift", "ReadNoise",
-    "StuckAt", "ChipGain", "Constant", "Polynomial", "Spline", "StateFunction", "Family", "FAMILIES",
-    "family_names", "get_family", "SCHEMA", "SCHEMA_VERSION", "as_generator", "load_device", "preset_names",
+    "StuckAt", "ChipGain", "Constant", "Polynomial", "Spline", "StateFunction", "Family", "FAMILIES", "VARIATION_FAMILIES",
+    "family_names", "get_family", "SCHEMA", "SCHEMA_VERSION", "load_device", "preset_names",
 ]
 
 

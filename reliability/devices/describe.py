@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from reliability.devices.components import EmpiricalVariation
-from reliability.devices.model import DeviceModel
+
+if TYPE_CHECKING:  # only for the annotation: the model module calls this one
+    from reliability.devices.model import DeviceModel
 
 __all__ = ["describe"]
 

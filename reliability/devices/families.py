@@ -230,6 +230,10 @@ GAUSSIAN_MIXTURE = Family(
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (NORMAL, LOGNORMAL, STUDENT_T, SKEW_NORMAL, GAUSSIAN_MIXTURE)}
 
+#: Every programming-variation family a model (and a fit) can use: the parametric ones, then the
+#: non-parametric ``empirical`` lookup table (:class:`~reliability.devices.components.EmpiricalVariation`).
+VARIATION_FAMILIES: tuple[str, ...] = (*FAMILIES, "empirical")
+
 
 def family_names() -> list[str]:
     """Names of the parametric families (the non-parametric ``empirical`` model is separate)."""
@@ -241,5 +245,5 @@ def get_family(name: str) -> Family:
         return FAMILIES[name]
     except KeyError:
         raise ModelSpecError(
-            f"unknown variation family {name!r}; use one of {family_names() + ['empirical']}."
+            f"unknown variation family {name!r}; use one of {list(VARIATION_FAMILIES)}."
         ) from None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from reliability.devices.components import (
     ChipGain, Drift, EmpiricalVariation, ProgrammingVariation, ReadNoise, StuckAt, programming_from_dict,
 )
 from reliability.errors import ModelSpecError
+from reliability.streams import as_generator
 
 __all__ = ["DeviceModel", "ProgrammedDevices", "SCHEMA", "SCHEMA_VERSION", "UNITS"]
 
@@ -37,15 +38,6 @@ SCHEMA_VERSION = 1
 #: models, relative to the largest absolute weight of a layer.  ``level``: multi-level device
 #: models in units of the level spacing (levels 0 .. 2^bits - 1).
 UNITS = ("uS", "w_max", "level")
-
-
-def as_generator(rng: Any) -> np.random.Generator:
-    """Turn ``None``/int/SeedSequence/Generator into a Generator (the one place this happens)."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or isinstance(rng, (int, np.integer, np.random.SeedSequence)):
-        return np.random.default_rng(rng)
-    raise TypeError(f"rng must be None, an int seed, a SeedSequence or a numpy Generator; got {type(rng).__name__}.")
 
 
 @dataclass(frozen=True)
@@ -93,6 +85,19 @@ class DeviceModel:
     description: str = ""
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    #: A subclass whose JSON documents carry an extra top-level entry names it here (the
+    #: posterior model: ``"posterior"``); :meth:`load` then builds that subclass, with
+    #: ``from_dict(d, base_dir=<the file's folder>)``.  Subclasses register themselves when they are
+    #: defined, so this module never imports them.
+    document_key: ClassVar[str | None] = None
+    _document_kinds: ClassVar[dict[str, type]] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        key = cls.__dict__.get("document_key")
+        if key:
+            DeviceModel._document_kinds[key] = cls
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -254,9 +259,9 @@ class DeviceModel:
             raise ModelSpecError(f"device model file {path} does not exist; give a JSON file or a preset name.") from None
         except json.JSONDecodeError as exc:
             raise ModelSpecError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}.") from None
-        if isinstance(d, dict) and "posterior" in d:
-            from reliability.devices.posterior import PosteriorDeviceModel
-
-            return PosteriorDeviceModel.from_dict(d, base_dir=path.parent)
+        if isinstance(d, dict):
+            for key, kind in DeviceModel._document_kinds.items():
+                if key in d:
+                    return kind.from_dict(d, base_dir=path.parent)
         return cls.from_dict(d)
 

@@ -29,16 +29,16 @@ paths; optionally the sampler's trace (ArviZ InferenceData, NetCDF) is written b
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import polars as pl
 
-from reliability.devices.model import DeviceModel, as_generator
+from reliability.devices.model import DeviceModel
 from reliability.errors import ModelSpecError
+from reliability.streams import as_generator
 
 __all__ = ["PosteriorDeviceModel", "POSTERIOR_FORMAT"]
 
@@ -72,8 +72,9 @@ class PosteriorDeviceModel(DeviceModel):
 
     Parameters
     ----------
-    (all of :class:`DeviceModel`'s)
-        The point model (the fitter stores the posterior median of every parameter).
+    name, unit, programming, drift, read_noise, stuck, chip_gain, g_range, floor, description, source, metadata
+        The point model, as in :class:`DeviceModel` (the fitter stores the posterior median of every
+        parameter).
     param_names : tuple of str
         Human-readable parameter names, e.g. ``"chip_gain.sigma"``, ``"programming.scale[3]"``.
     param_paths : tuple of str
@@ -85,6 +86,8 @@ class PosteriorDeviceModel(DeviceModel):
         File names (relative to the JSON file) of the draws and of the sampler's trace; set by
         :meth:`save` and :meth:`load`.
     """
+
+    document_key: ClassVar[str | None] = "posterior"
 
     param_names: tuple[str, ...] = ()
     param_paths: tuple[str, ...] = ()

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reliability.devices import _fastrandom as _fr
-from reliability.devices._fastrandom import standard_normal
+from reliability.devices import fastrandom as _fr
+from reliability.devices.fastrandom import standard_normal
 from reliability.devices.components import EmpiricalVariation
 from reliability.devices.model import DeviceModel
+from reliability.streams import as_generator
 
 __all__ = ["PreparedArray", "ProgrammedChip"]
 
@@ -88,10 +89,13 @@ class PreparedArray:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
-    def program(self, rng: np.random.Generator, out: np.ndarray | None = None) -> ProgrammedChip:
+    def program(self, rng, out: np.ndarray | None = None) -> ProgrammedChip:
         """Draw one chip's programming (fixed order: gain, programming, drift, stuck).
 
-        ``out`` (shape of the targets, this dtype) receives the programmed values in place."""
+        ``rng`` (int, SeedSequence or Generator, SPEC 7) is the chip's generator, positioned as in
+        :meth:`DeviceModel.program`; ``out`` (shape of the targets, this dtype) receives the
+        programmed values in place."""
+        rng = as_generator(rng)
         m = self.model
         gain = float(np.exp(m.chip_gain.sigma * rng.standard_normal())) if m.chip_gain is not None else 1.0
         if self._kind is None:
@@ -143,10 +147,12 @@ class PreparedArray:
                 value[mask] += (spread * rng.standard_normal(n_st)).astype(self.dtype)
         return ProgrammedChip(g0, nu, mask, value, gain)
 
-    def read(self, chip: ProgrammedChip, time_s: float, rng: np.random.Generator) -> np.ndarray:
+    def read(self, chip: ProgrammedChip, time_s: float, rng) -> np.ndarray:
         """Read a programmed chip at ``time_s`` seconds after programming (fresh read noise).
 
+        ``rng``: int, SeedSequence or Generator (SPEC 7), positioned as in :meth:`DeviceModel.read`.
         The result may share memory with ``chip.g0``; treat it as read-only."""
+        rng = as_generator(rng)
         m = self.model
         g = chip.g0
         if m.drift is not None:
@@ -184,13 +190,15 @@ class PreparedArray:
             return False
         return float(m.drift.log_factor(time_s)) > 0 and float(m.read_noise.time_factor(time_s)) > 0
 
-    def sample_fused(self, rng: np.random.Generator, time_s: float, out: np.ndarray | None = None) -> np.ndarray:
+    def sample_fused(self, time_s: float, *, rng, out: np.ndarray | None = None) -> np.ndarray:
         """Program and read one chip in a single pass over the devices (see :meth:`fused_ok`).
 
         Draws from ``rng`` in the order :meth:`program` then :meth:`read` do (chip gain, then the
         keys of the programming, drift and read-noise normals), so the normals are those of
         ``read(program(rng), time_s, rng)``; the arithmetic differs only by rounding (an ``exp``
-        polynomial within 2 float32 ulp, fused operation order)."""
+        polynomial within 2 float32 ulp, fused operation order).  ``rng``: int, SeedSequence or
+        Generator (SPEC 7)."""
+        rng = as_generator(rng)
         m = self.model
         gain = float(np.exp(m.chip_gain.sigma * rng.standard_normal())) if m.chip_gain is not None else 1.0
         k1, k2, k3 = _fr._key(rng), _fr._key(rng), _fr._key(rng)
@@ -217,6 +225,9 @@ class PreparedArray:
             got = self._qR[R] = self._q * self.dtype.type(np.sqrt(R))
         return got
 
-    def sample(self, rng: np.random.Generator, time_s: float = 0.0) -> np.ndarray:
-        """Program and read one chip."""
+    def sample(self, time_s: float = 0.0, *, rng=None) -> np.ndarray:
+        """Program and read one chip at ``time_s`` seconds.
+
+        ``rng``: None, int, SeedSequence or Generator (SPEC 7), keyword as in :meth:`DeviceModel.sample`."""
+        rng = as_generator(rng)
         return self.read(self.program(rng), time_s, rng)

@@ -28,20 +28,19 @@ import numpy as np
 import polars as pl
 
 from reliability.devices.components import EmpiricalVariation, ProgrammingVariation
-from reliability.devices.families import FAMILIES, get_family
+from reliability.devices.families import FAMILIES, VARIATION_FAMILIES, get_family
 from reliability.devices.model import DeviceModel
 from reliability.devices.state import Polynomial, Spline
 from reliability.errors import ReliabilityError
 from reliability.fit.effects import (
-    ChipGainFit, DriftFit, StuckFit, estimate_chip_gains, estimate_drift, estimate_stuck, stuck_loglik,
+    ChipGainFit, DriftFit, StuckFit, as_frame, estimate_chip_gains, estimate_drift, estimate_stuck, stuck_loglik,
     table_rows,
 )
 from reliability.fit.gof import GoodnessOfFit, goodness_of_fit
 from reliability.fit.mle import LevelData, fit_level, fit_shape_pooled, level_loglik
 
-__all__ = ["fit_device", "DeviceFitResult", "CandidateFit", "CANDIDATE_FAMILIES"]
+__all__ = ["fit_device", "DeviceFitResult", "CandidateFit"]
 
-CANDIDATE_FAMILIES = ("normal", "lognormal", "student_t", "skew_normal", "gaussian_mixture", "empirical")
 EMPIRICAL_PROBS = np.concatenate([[0.0, 0.001, 0.005, 0.01, 0.025], np.arange(0.05, 0.951, 0.05),
                                   [0.975, 0.99, 0.995, 0.999, 1.0]])
 
@@ -134,22 +133,10 @@ class DeviceFitResult:
         return "\n".join(lines)
 
 
-def _as_frame(data) -> tuple[pl.DataFrame, str]:
-    from reliability.data import MeasurementTable, read_measurements
-
-    if isinstance(data, MeasurementTable):
-        return data.frame, data.source
-    if isinstance(data, pl.DataFrame):
-        t = read_measurements(data)
-        return t.frame, t.source
-    t = read_measurements(data)
-    return t.frame, t.source
-
-
 def fit_device(
     data,
     *,
-    families: str | Sequence[str] = "auto",
+    family: str | Sequence[str] = "auto",
     state: str = "auto",
     censor: tuple[float | None, float | None] | None = None,
     stuck: str | bool = "auto",
@@ -164,9 +151,10 @@ def fit_device(
     ----------
     data : MeasurementTable, polars.DataFrame or path
         Long-format measurements (see :mod:`reliability.data`).
-    families : "auto", a family name or a list of names
-        "auto" fits every parametric family and ranks them; the empirical lookup table is also
-        fitted and reported but only chosen when asked for by name.
+    family : "auto", a family name or a list of names
+        The programming-variation family (:data:`~reliability.devices.families.VARIATION_FAMILIES`),
+        or the candidates to rank: "auto" fits every parametric family and ranks them; the
+        empirical lookup table is also fitted and reported but only chosen when asked for by name.
     state : "auto", "levels" or "poly"
         State dependence of location and scale: a spline through every level, a polynomial of the
         target (degree 0..3 by BIC), or both ("auto", then ranked).
@@ -181,8 +169,8 @@ def fit_device(
         Drift reference time and 1/f read-noise time constant (seconds).
     """
     start = _time.perf_counter()
-    frame, source = _as_frame(data)
-    fam_list = _family_list(families)
+    frame, source = as_frame(data)
+    fam_list = _family_list(family)
     if state not in ("auto", "levels", "poly"):
         raise ReliabilityError(f"state must be 'auto', 'levels' or 'poly'; got {state!r}.")
     rows = table_rows(frame, source, censor)
@@ -272,7 +260,7 @@ def fit_device(
 
 def _family_list(families) -> list[str]:
     if families == "auto":
-        return list(CANDIDATE_FAMILIES)
+        return list(VARIATION_FAMILIES)
     if isinstance(families, str):
         families = [families]
     out = []

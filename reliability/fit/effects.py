@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import polars as pl
 from scipy import optimize, special
 
 from reliability.devices.components import ChipGain, Drift, ReadNoise, StuckAt
 from reliability.devices.state import Constant, Spline
 from reliability.fit.mle import standard_errors
 
-__all__ = ["level_index", "estimate_chip_gains", "estimate_stuck", "estimate_drift", "stuck_loglik",
+__all__ = ["as_frame", "table_rows", "median_mad", "contrast_matrix", "level_index", "estimate_chip_gains", "estimate_stuck", "estimate_drift", "stuck_loglik",
            "ChipGainFit", "StuckFit", "DriftFit"]
 
 MAX_DISTINCT_LEVELS = 32
@@ -39,7 +40,8 @@ def level_index(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, centres
 
 
-def _robust(x):
+def median_mad(x):
+    """Median and normal-consistent median absolute deviation (1.4826 MAD) of ``x``."""
     med = np.median(x)
     mad = 1.4826 * np.median(np.abs(x - med))
     return med, mad
@@ -148,7 +150,7 @@ def _candidate_cluster(vals, tgts):
     """A stuck cluster: >= 3 outliers from >= 2 levels whose values do not follow their targets."""
     if vals.size < 3 or np.unique(tgts).size < 2:
         return None
-    med, mad = _robust(vals)
+    med, mad = median_mad(vals)
     if mad > 0.25 * np.std(tgts):
         return None
     return med, mad
@@ -172,7 +174,7 @@ def estimate_stuck(x, target, group, cens, lo_b, hi_b, device_key, n_devices, mo
     mad = np.zeros(n)
     for g in groups:
         sel = group == g
-        m, s = _robust(x[sel & (cens == 0)]) if np.any(sel & (cens == 0)) else (np.median(x[sel]), 0.0)
+        m, s = median_mad(x[sel & (cens == 0)]) if np.any(sel & (cens == 0)) else (np.median(x[sel]), 0.0)
         med[sel] = m
         mad[sel] = max(s, 1e-9 + 1e-6 * abs(m))
     z = (x - med) / mad
@@ -187,7 +189,7 @@ def estimate_stuck(x, target, group, cens, lo_b, hi_b, device_key, n_devices, mo
             continue
         cl = _candidate_cluster(x[sel], target[sel])
         if cl is None and mode is True and np.sum(sel) >= 1:
-            cl = _robust(x[sel])
+            cl = median_mad(x[sel])
         if cl is not None:
             comps[name] = [cl[0], cl[1], max(np.mean(sel), 1e-4)]
     if not comps:
@@ -270,7 +272,7 @@ class DriftFit:
     message: str = ""
 
 
-def _contrast_matrix(k: int) -> np.ndarray:
+def contrast_matrix(k: int) -> np.ndarray:
     """Orthonormal contrasts (k x (k-1)), columns orthogonal to the ones vector."""
     q, _ = np.linalg.qr(np.column_stack([np.ones(k), np.eye(k)[:, : k - 1]]))
     return q[:, 1:k]
@@ -278,7 +280,7 @@ def _contrast_matrix(k: int) -> np.ndarray:
 
 def _fit_paired(Y, L, R):
     """REML-type ML for (nu_mean, nu_std, q) from per-device log-conductance rows Y (devices x times)."""
-    K = _contrast_matrix(Y.shape[1])
+    K = contrast_matrix(Y.shape[1])
     C = Y @ K
     a = L @ K
     D = K.T @ np.diag(R) @ K
@@ -452,6 +454,17 @@ class Rows:
     hi: float | None           # right-censoring limit
     cens: np.ndarray           # -1 left-censored, +1 right-censored, 0 observed
     notes: list
+
+
+def as_frame(data) -> tuple[pl.DataFrame, str]:
+    """The validated long-format frame and its source name from a :class:`~reliability.data.MeasurementTable`,
+    a polars DataFrame or a path (read with :func:`~reliability.data.read_measurements`)."""
+    from reliability.data import MeasurementTable, read_measurements
+
+    if isinstance(data, MeasurementTable):
+        return data.frame, data.source
+    t = read_measurements(data)
+    return t.frame, t.source
 
 
 def table_rows(frame, source: str, censor=None) -> Rows:

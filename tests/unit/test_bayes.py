@@ -39,7 +39,7 @@ def _campaign(seed, n_chips=8, n_devices=40):
 
 def _covered(res) -> dict[str, bool]:
     """Which 90 % equal-tailed credible intervals (5 %, 95 % posterior quantiles) hold the truth."""
-    s = {r["parameter"]: r for r in res.summary.iter_rows(named=True)}
+    s = {r["parameter"]: r for r in res.to_polars().iter_rows(named=True)}
     out = {"chip_sigma": s["chip_sigma"]["q5"] <= SIGMA_CHIP <= s["chip_sigma"]["q95"]}
     for k, t in enumerate(LEVELS):
         sc = float(TRUTH.programming.scale(t))
@@ -51,9 +51,10 @@ def _covered(res) -> dict[str, bool]:
 @pytest.fixture(scope="module")
 def small_fit():
     """One small hierarchical fit shared by the persistence and posterior-model tests."""
-    return fit_device_bayes(_campaign(100, n_chips=4), seed=1, **SMALL)
+    return fit_device_bayes(_campaign(100, n_chips=4), rng=1, **SMALL)
 
 
+@pytest.mark.slow
 def test_coverage_of_credible_intervals_reduced():
     """Reduced calibration study: 5 data sets x 7 intervals (chip sigma, scale and loc at 3 levels).
 
@@ -62,7 +63,7 @@ def test_coverage_of_credible_intervals_reduced():
     (P(Binomial(5, 0.9) <= 2) = 0.9 %).  Intervals of one data set share its chips, so the binomial
     basis is approximate; the 20-data-set study below is the acceptance test.
     """
-    cov = [_covered(fit_device_bayes(_campaign(seed), seed=seed, **SMALL)) for seed in range(5)]
+    cov = [_covered(fit_device_bayes(_campaign(seed), rng=seed, **SMALL)) for seed in range(5)]
     total = sum(sum(c.values()) for c in cov)
     assert total >= stats.binom.ppf(0.01, 35, 0.9), cov
     assert sum(c["chip_sigma"] for c in cov) >= 3, cov
@@ -72,7 +73,7 @@ def test_coverage_of_credible_intervals_reduced():
 def test_coverage_of_chip_sigma_20_data_sets():
     """Acceptance (issue 5): on 20 synthetic campaigns (8 chips x 3 levels x 40 devices) with known
     chip-to-chip sigma, the 90 % credible interval covers the truth in at least 17 (85 %)."""
-    cov = [_covered(fit_device_bayes(_campaign(1000 + seed), seed=seed, **SMALL)) for seed in range(20)]
+    cov = [_covered(fit_device_bayes(_campaign(1000 + seed), rng=seed, **SMALL)) for seed in range(20)]
     k = sum(c["chip_sigma"] for c in cov)
     assert k >= 17, (k, cov)
     # every parameter pooled: at least the Binomial(140, 0.9) 1 % quantile
@@ -80,9 +81,10 @@ def test_coverage_of_chip_sigma_20_data_sets():
     assert total >= stats.binom.ppf(0.01, 20 * 7, 0.9), total
 
 
+@pytest.mark.slow
 def test_failed_diagnostics_raise_with_table_and_advice():
     with pytest.raises(FitFailedError) as e:
-        fit_device_bayes(_campaign(7, n_chips=3, n_devices=20), draws=25, tune=25, chains=2, seed=0)
+        fit_device_bayes(_campaign(7, n_chips=3, n_devices=20), draws=25, tune=25, chains=2, rng=0)
     err = e.value
     assert isinstance(err, ReliabilityError)
     assert "effective sample size" in str(err) and "What to try" in str(err)
@@ -92,12 +94,13 @@ def test_failed_diagnostics_raise_with_table_and_advice():
     assert err.result is not None and err.result.success is False and err.result.model is None
 
 
+@pytest.mark.slow
 def test_result_diagnostics_summary_and_models(small_fit):
     res = small_fit
     d = res.diagnostics
     assert res.success and d["max_r_hat"] <= 1.01 and d["divergences"] == 0
     assert d["min_ess_bulk"] >= 400 and d["min_ess_tail"] >= 400
-    assert {"parameter", "mean", "sd", "q5", "q50", "q95", "r_hat", "ess_bulk", "ess_tail"} <= set(res.summary.columns)
+    assert {"parameter", "mean", "sd", "q5", "q50", "q95", "r_hat", "ess_bulk", "ess_tail"} <= set(res.to_polars().columns)
     assert isinstance(res.model, PosteriorDeviceModel) and res.model.n_draws == 2000
     point = res.map_model
     assert type(point) is DeviceModel and point.chip_gain is not None
@@ -106,6 +109,7 @@ def test_result_diagnostics_summary_and_models(small_fit):
     assert "posterior" in res.model.describe()
 
 
+@pytest.mark.slow
 def test_save_load_round_trip(small_fit, tmp_path):
     res = small_fit
     res.save(tmp_path / "fit")
@@ -113,7 +117,7 @@ def test_save_load_round_trip(small_fit, tmp_path):
         res.save(tmp_path / "fit")
     back = BayesFitResult.load(tmp_path / "fit")
     assert back.success and back.settings == json.loads(json.dumps(res.settings))
-    assert back.summary.equals(res.summary)
+    assert back.to_polars().equals(res.to_polars())
     np.testing.assert_array_equal(back.model.draws, res.model.draws)
     np.testing.assert_array_equal(back.idata.posterior["chip_sigma"].values, res.idata.posterior["chip_sigma"].values)
     # LOO and posterior predictive checks work on the reloaded fit and agree with the original
@@ -121,6 +125,7 @@ def test_save_load_round_trip(small_fit, tmp_path):
     assert back.ppc(n_draws=20).equals(res.ppc(n_draws=20))
 
 
+@pytest.mark.slow
 def test_loo_compare_and_ppc(small_fit, tmp_path):
     res = small_fit
     loo = res.loo()
@@ -135,6 +140,7 @@ def test_loo_compare_and_ppc(small_fit, tmp_path):
     assert res.ppc_plot(tmp_path / "ppc.png", n_draws=20).stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_posterior_device_model_json_round_trip(small_fit, tmp_path):
     m = small_fit.model
     path = m.save(tmp_path / "dev.json", trace=small_fit.idata)
@@ -155,6 +161,7 @@ def test_posterior_device_model_json_round_trip(small_fit, tmp_path):
         PosteriorDeviceModel.load(path)
 
 
+@pytest.mark.slow
 def test_posterior_chips_spread_more_than_point_model(small_fit):
     """Four chips pin sigma_chip only loosely: drawing each chip's parameters from the posterior
     must widen the chip-to-chip spread of chip means compared with the posterior-median model.
@@ -200,12 +207,13 @@ def test_argument_errors():
         fit_device_bayes(df, thresholds={"rhat": 1.1})
 
 
+@pytest.mark.slow
 def test_crosssim_measurements_fitted():
     """The bundled CrossSim pulse-ramp data (1 device, 39 ramps, 192 pulse levels in 16 bins, no
     chips, one read time) are fitted; the posterior model reproduces the data's range."""
     table = load_bundled("crosssim-set")
-    res = fit_device_bayes(table, seed=0, **SMALL)
-    assert res.success, res.report()
+    res = fit_device_bayes(table, rng=0, **SMALL)
+    assert res.success, res.summary()
     m = res.model
     assert m.chip_gain is None and m.drift is None and m.programming.family == "normal"
     x = table.frame["conductance_uS"].to_numpy()
@@ -218,7 +226,7 @@ def test_crosssim_measurements_fitted():
     assert any(n.startswith("WARNING: posterior predictive check") for n in res.notes), res.notes
     assert res.model.metadata["fit"]["warnings"]
     # the per-level scale is pooled towards a smooth curve: 16 levels, with their uncertainty
-    sc = res.summary.filter(pl.col("parameter").str.starts_with("scale["))
+    sc = res.to_polars().filter(pl.col("parameter").str.starts_with("scale["))
     assert sc.height == 16 and (sc["q95"] > sc["q5"]).all()
 
 
@@ -227,7 +235,7 @@ def test_crosssim_student_t_preferred_by_loo():
     """On CrossSim set.csv the MLE path rejects the normal family's tails; PSIS-LOO agrees: the
     student_t fit has the higher elpd, by more than two standard errors of the difference."""
     table = load_bundled("crosssim-set")
-    kw = dict(seed=0, **SMALL)
+    kw = dict(rng=0, **SMALL)
     normal = fit_device_bayes(table, **kw)
     heavy = fit_device_bayes(table, family="student_t", **kw)
     cmp = normal.compare(heavy, names=["normal", "student_t"])
@@ -242,7 +250,7 @@ def test_wafer_level_hierarchy():
     """chip_groups adds a wafer level; the device model's sigma is the total chip-to-chip spread."""
     df = simulate_campaign(TRUTH, LEVELS, [0.0], n_chips=6, n_devices=30, rng=3)
     groups = {str(c): f"w{c // 3}" for c in range(6)}
-    res = fit_device_bayes(df, chip_groups=groups, seed=0, **SMALL)
+    res = fit_device_bayes(df, chip_groups=groups, rng=0, **SMALL)
     post = res.idata.posterior
     tot = np.sqrt(post["wafer_sigma"] ** 2 + post["chip_within_sigma"] ** 2)
     np.testing.assert_allclose(tot.values, post["chip_sigma"].values)
@@ -261,7 +269,7 @@ def test_pcm_like_bayes_fit_then_sample_reproduces_truth(tmp_path):
 
     truth = get_preset("pcm").with_(stuck=StuckAt(0.01, 0.005, 0.0, 25.0, 0.0, 0.3), chip_gain=ChipGain(0.03))
     df = simulate_campaign(truth, np.linspace(0, 25, 13), [20.0, 3600.0, 86400.0], n_chips=4, n_devices=400, rng=12)
-    res = fit_device_bayes(df, seed=0)
+    res = fit_device_bayes(df, rng=0)
     res.model.save(tmp_path / "device.json")
     fitted = PosteriorDeviceModel.load(tmp_path / "device.json")
     assert abs(fitted.stuck.p_low - 0.01) / 0.01 < 0.3

@@ -28,13 +28,13 @@ def test_normal_state_dependent_scale_recovered_per_level():
     scale = Polynomial((0.5, 1.0), x_scale=20.0, lower=0.0)
     m = DeviceModel(programming=ProgrammingVariation("normal", scale=scale))
     levels = np.array([5.0, 10.0, 15.0, 20.0])
-    res = fit_device(_frame(m, levels, 3000), families="normal", state="levels")
+    res = fit_device(_frame(m, levels, 3000), family="normal", state="levels")
     tab = res.levels_table()
     for row in tab.iter_rows(named=True):
         assert abs(row["scale"] - scale(row["target_uS"])) < K * row["scale_se"]
         assert abs(row["loc"]) < K * row["loc_se"]
     # the polynomial state model recovers the linear scale too
-    res = fit_device(_frame(m, levels, 3000), families="normal", state="poly")
+    res = fit_device(_frame(m, levels, 3000), family="normal", state="poly")
     prog = res.model.programming
     np.testing.assert_allclose(prog.scale(levels), scale(levels), rtol=0.05)
 
@@ -45,7 +45,7 @@ def test_normal_state_dependent_scale_recovered_per_level():
 ])
 def test_shape_parameters_recovered(family, shape, key):
     m = DeviceModel(programming=ProgrammingVariation(family, scale=Constant(1.0), shape=shape))
-    res = fit_device(_frame(m, np.array([10.0, 20.0, 30.0]), 5000, seed=1), families=family, state="levels")
+    res = fit_device(_frame(m, np.array([10.0, 20.0, 30.0]), 5000, seed=1), family=family, state="levels")
     cand = next(c for c in res.candidates if c.family == family)
     assert abs(cand.shape[key] - shape[key]) < K * cand.shape_se[key], (cand.shape, cand.shape_se)
 
@@ -55,7 +55,7 @@ def test_censoring_at_measurement_range_is_unbiased():
     df = _frame(m, np.array([10.0]), 20000, seed=2)
     hi = 11.5  # about the 77th percentile: readings at or above are only known to be >= 11.5
     df = df.with_columns(pl.col("conductance_uS").clip(upper_bound=hi))
-    res = fit_device(df, families="normal", state="levels", censor=(0.0, hi), stuck=False)
+    res = fit_device(df, family="normal", state="levels", censor=(0.0, hi), stuck=False)
     row = res.levels_table().row(0, named=True)
     assert abs(row["scale"] - 2.0) < K * row["scale_se"]
     assert abs(row["loc"]) < K * row["loc_se"]
@@ -67,7 +67,7 @@ def test_censoring_at_measurement_range_is_unbiased():
 def test_stuck_fractions_recovered():
     m = DeviceModel(programming=ProgrammingVariation("normal", scale=Constant(0.5)),
                     stuck=StuckAt(0.02, 0.01, 0.0, 30.0, 0.0, 0.3))
-    res = fit_device(_frame(m, np.linspace(5, 25, 5), 2000, seed=3), families="normal")
+    res = fit_device(_frame(m, np.linspace(5, 25, 5), 2000, seed=3), family="normal")
     st = res.model.stuck
     assert abs(st.p_low - 0.02) < K * res.stuck.se["p_low"]
     assert abs(st.p_high - 0.01) < K * res.stuck.se["p_high"]
@@ -76,7 +76,7 @@ def test_stuck_fractions_recovered():
 
 def test_no_stuck_component_on_clean_data():
     m = DeviceModel(programming=ProgrammingVariation("normal", scale=Constant(0.5)))
-    res = fit_device(_frame(m, np.linspace(5, 25, 5), 1000, seed=4), families="normal")
+    res = fit_device(_frame(m, np.linspace(5, 25, 5), 1000, seed=4), family="normal")
     assert res.model.stuck is None
 
 
@@ -84,7 +84,7 @@ def test_drift_and_read_noise_recovered_from_paired_reads():
     truth = DeviceModel(programming=ProgrammingVariation("normal", scale=Constant(0.5)),
                         drift=Drift(Constant(0.06), Constant(0.015), t0_s=20.0), read_noise=ReadNoise(Constant(0.01)))
     df = _frame(truth, np.array([10.0, 20.0]), 3000, times=(20.0, 3600.0, 86400.0), seed=5)
-    res = fit_device(df, families="normal")
+    res = fit_device(df, family="normal")
     tab = res.drift.table
     for i in range(2):
         assert abs(tab["nu_mean"][i] - 0.06) < K * tab["nu_mean_se"][i]
@@ -96,10 +96,11 @@ def test_drift_and_read_noise_recovered_from_paired_reads():
 
 def test_chip_gain_recovered():
     truth = DeviceModel(programming=ProgrammingVariation("normal", scale=Constant(0.3)), chip_gain=ChipGain(0.05))
-    res = fit_device(_frame(truth, np.array([10.0, 20.0]), 300, chips=40, seed=6), families="normal")
+    res = fit_device(_frame(truth, np.array([10.0, 20.0]), 300, chips=40, seed=6), family="normal")
     assert abs(res.model.chip_gain.sigma - 0.05) < K * res.chip_gain.sigma_se
 
 
+@pytest.mark.slow
 def test_heavy_tails_rejected_for_normal_and_caught_by_tail_check():
     m = DeviceModel(programming=ProgrammingVariation("student_t", scale=Constant(1.0), shape={"df": 3.0}))
     res = fit_device(_frame(m, np.array([10.0, 20.0, 30.0, 40.0]), 3000, seed=7))
@@ -112,6 +113,7 @@ def test_heavy_tails_rejected_for_normal_and_caught_by_tail_check():
 
 
 @pytest.mark.parametrize("name,tails_pass", [("crosssim-set", True), ("crosssim-reset", False)])
+@pytest.mark.slow
 def test_crosssim_measurements_fitted(name, tails_pass):
     """Both real data sets are fitted.  On reset.csv no parametric family with a level-independent
     shape reproduces the 0.1 % tail (deviations from the pulse mean are correlated along each ramp);
@@ -135,12 +137,12 @@ def test_crosssim_measurements_fitted(name, tails_pass):
 
 
 def test_crosssim_shared_copy_matches_bundled():
-    shared = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "crosssim" / "set.csv"
-    if not shared.exists():
-        pytest.skip("../shared is not beside this checkout")
+    # the bundled file is a byte-identical copy of ../shared/data/crosssim/set.csv: read as it is
+    # published, it gives what load_bundled gives
+    csv = Path(__file__).resolve().parents[2] / "reliability" / "data" / "bundled" / "set.csv"
     from reliability.data import from_wide
 
-    a = from_wide(shared, read_voltage=0.1, current_unit="A").frame
+    a = from_wide(csv, read_voltage=0.1, current_unit="A").frame
     b = load_bundled("crosssim-set").frame
     np.testing.assert_allclose(a["conductance_uS"].to_numpy(), b["conductance_uS"].to_numpy())
 
@@ -151,19 +153,20 @@ def test_fit_errors():
     with pytest.raises(ReliabilityError, match="at least 20"):
         fit_device(df)
     with pytest.raises(ReliabilityError, match="unknown variation family"):
-        fit_device(_frame(m, np.array([10.0]), 100), families="gamma")
+        fit_device(_frame(m, np.array([10.0]), 100), family="gamma")
     with pytest.raises(ReliabilityError, match="state must be"):
         fit_device(_frame(m, np.array([10.0]), 100), state="cubic")
 
 
 def test_lognormal_recovered_on_positive_levels():
     m = DeviceModel(programming=ProgrammingVariation("lognormal", scale=Constant(0.08)))
-    res = fit_device(_frame(m, np.array([5.0, 10.0, 20.0]), 4000, seed=8), families="lognormal", state="levels")
+    res = fit_device(_frame(m, np.array([5.0, 10.0, 20.0]), 4000, seed=8), family="lognormal", state="levels")
     for row in res.levels_table().iter_rows(named=True):
         assert abs(row["scale"] - 0.08) < K * row["scale_se"]
     assert res.success
 
 
+@pytest.mark.slow
 def test_gaussian_mixture_data_prefer_mixture_and_qq_table():
     m = DeviceModel(programming=ProgrammingVariation("gaussian_mixture", scale=Constant(0.5),
                                                      shape={"w": 0.15, "m2": 0.0, "r2": 5.0}))
@@ -182,7 +185,46 @@ def test_gaussian_mixture_data_prefer_mixture_and_qq_table():
 
 def test_empirical_family_on_request():
     m = DeviceModel(programming=ProgrammingVariation("normal", scale=Constant(0.5)))
-    res = fit_device(_frame(m, np.array([10.0, 20.0]), 2000, seed=10), families="empirical")
+    res = fit_device(_frame(m, np.array([10.0, 20.0]), 2000, seed=10), family="empirical")
     assert res.chosen == "empirical/levels"
     s = res.model.sample(15.0, size=100000, rng=0)
     assert abs(s.std() - 0.5) < 0.05  # lookup table reproduces the spread; interpolated between levels
+
+
+@pytest.mark.slow
+def test_fitting_imports_without_the_bayes_extra():
+    """PyMC and ArviZ are optional (the ``bayes`` extra): with their imports made to fail
+    (``sys.modules[name] = None``), the fitting and device packages import and the Bayesian fit
+    says what to install."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["pymc"] = None
+        sys.modules["arviz"] = None
+        import reliability.fit, reliability.devices, reliability.fit.bayes
+        from reliability.errors import MissingDependencyError, ReliabilityError
+        from reliability.fit import fit_device_bayes
+        try:
+            fit_device_bayes("no-such-file.csv")
+        except MissingDependencyError as exc:
+            assert isinstance(exc, ReliabilityError)
+            assert "the Bayesian fit needs PyMC and ArviZ: pip install 'nvcim-reliability[bayes]'" in str(exc), exc
+            print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_one_family_list():
+    """The families ``fit_device`` ranks and the CLI's ``--family`` choices are one list
+    (:data:`~reliability.devices.families.VARIATION_FAMILIES`); the CLI keeps a literal copy so that
+    its start-up does not import scipy, so this test keeps the two equal."""
+    from reliability.cli.fit import FAMILY_CHOICES
+    from reliability.devices.families import FAMILIES, VARIATION_FAMILIES
+
+    assert FAMILY_CHOICES == ["auto", *VARIATION_FAMILIES]
+    assert VARIATION_FAMILIES == (*FAMILIES, "empirical")

@@ -60,9 +60,9 @@ def test_simulator_chips_draw_their_parameters_from_the_posterior(case):
 
 def test_posterior_widens_the_accuracy_spread(case):
     net, X, y, post = case
-    acc_post = ChipSimulator(net, ChipSpec(device=post)).evaluate(X, y, 200, seed=1).accuracy
+    acc_post = ChipSimulator(net, ChipSpec(device=post)).evaluate(X, y, 200, rng=1).accuracy
     point = post.model_at(0)
-    acc_point = ChipSimulator(net, ChipSpec(device=point)).evaluate(X, y, 200, seed=1).accuracy
+    acc_point = ChipSimulator(net, ChipSpec(device=point)).evaluate(X, y, 200, rng=1).accuracy
     assert acc_post.min() < acc_point.min() - 0.02
     assert acc_post.std() > 2 * acc_point.std()
 
@@ -89,7 +89,7 @@ def test_tail_estimate_runs_on_a_posterior_model(case):
     from reliability.sampling import estimate_tail
 
     net, X, y, post = case
-    res = estimate_tail(net, X, y, ChipSpec(device=post), below=[0.8], budget=600, seed=0, method="subset")
+    res = estimate_tail(net, X, y, ChipSpec(device=post), below=[0.8], budget=600, rng=0, method="subset")
     e = res.estimates[0]
     assert 0.0 < e.probability < 1.0 and e.ci95[0] <= e.probability <= e.ci95[1]
     assert res.diagnostics["latent_dim"] == sum(L.weight.size for L in net.analog_layers) + 1

@@ -26,7 +26,7 @@ def test_qq_of_binned_levels_compares_deviations():
     spread of targets within a bin into the measured quantiles (regression test)."""
     m = DeviceModel(programming=ProgrammingVariation("normal", scale=Constant(0.5)))
     df = simulate_campaign(m, np.linspace(5.0, 45.0, 40), [0.0], n_chips=1, n_devices=100, rng=1)
-    res = fit_device(df, families="normal")
+    res = fit_device(df, family="normal")
     assert res.n_levels == 16
     qq = res.qq_table().filter((res.qq_table()["prob"] >= 0.25) & (res.qq_table()["prob"] <= 0.75))
     # quartile SE with ~250 rows a bin: ~1.4 * 0.5 / sqrt(250) = 0.044; allow 4 SE
