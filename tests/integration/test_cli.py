@@ -30,6 +30,7 @@ def test_version_and_help(capsys):
     assert "demo" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo_runs_without_files(capsys, tmp_path):
     assert main(["demo", "--out", str(tmp_path / "m.json")]) == 0
     out = capsys.readouterr().out
@@ -39,6 +40,7 @@ def test_demo_runs_without_files(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("seed,ids", [(11, False), (12, True)])
+@pytest.mark.slow
 def test_pcm_like_fit_then_sample_reproduces_truth(tmp_path, capsys, seed, ids):
     df = simulate_campaign(TRUTH, np.linspace(0, 25, 13), [20.0, 3600.0, 86400.0], n_chips=4, n_devices=400, rng=seed)
     if not ids:

@@ -1,23 +1,28 @@
-"""``reliability worstcase``: worst-case accuracy under bounded device variation (thin: parses,
-calls :func:`reliability.sampling.worstcase.worst_case`, prints, writes JSON)."""
+"""``reliability worstcase``: worst-case accuracy under bounded device variation, the minimal
+breaking deviation and the devices that carry it (thin: parses, calls
+:func:`reliability.worstcase.worst_case`, prints, writes JSON)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from reliability.cli._output import progress_bar, refuse_overwrite, table
+from reliability.errors import ReliabilityError
 
-def add_worstcase_parser(sub) -> None:
-    """Add the ``worstcase`` subcommand to the ``reliability`` command's subparsers."""
-    from reliability.sampling.worstcase import (
-        DEFAULT_FOCUS,
-        NORMS,
-        OPTIMIZERS,
-        SEARCHABLE_BLOCKS,
-    )
+# The choices and defaults of ``reliability.worstcase`` (``NORMS``, ``OPTIMIZERS``, ``DEFAULT_FOCUS``,
+# ``SEARCHABLE_BLOCKS``), spelled out so that building the parser does not import the search (numba
+# kernels, scipy, the network graph); tests/integration/test_cli_package.py checks they agree.
+NORMS = ("linf", "l2")
+OPTIMIZERS = ("pgd", "adam")
+DEFAULT_FOCUS = (None, 0.2, 0.05, 0.01)
+SEARCHABLE_BLOCKS = ("prog", "nu", "read", "gain")
 
-    w = sub.add_parser("worstcase", help="worst-case accuracy with every device within a bound (k sigma), the "
-                       "minimal breaking deviation and the devices that carry it")
+
+def add_parser(subparsers) -> None:
+    """Add the ``worstcase`` command to the ``reliability`` command's subparsers."""
+    w = subparsers.add_parser("worstcase", help="worst-case accuracy with every device within a bound (k sigma), "
+                              "the minimal breaking deviation and the devices that carry it")
     w.add_argument("--model", required=True, help="network: .onnx or .npz layer file")
     w.add_argument("--data", required=True, help=".npz with X and y")
     w.add_argument("--variation", required=True, help="weight-gaussian:sigma=S, a device preset, or a chip file")
@@ -49,12 +54,10 @@ def add_worstcase_parser(sub) -> None:
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--json", help="write the result as JSON")
     w.add_argument("--force", action="store_true", help="overwrite --json if it exists")
-    w.set_defaults(func=cmd_worstcase)
+    w.set_defaults(func=run)
 
 
 def _focus(text: str):
-    from reliability.errors import ReliabilityError
-
     out = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -70,16 +73,16 @@ def _focus(text: str):
     return tuple(out)
 
 
-def cmd_worstcase(args) -> int:
+def run(args) -> int:
+    """Search the worst case for each bound, print it (and the sensitivity ranking), write ``--json``."""
     import json as _json
 
-    from reliability import cli as _cli
     from reliability.cim import load_model
     from reliability.data.evalset import load_evalset
-    from reliability.sampling.worstcase import worst_case
+    from reliability.worstcase import worst_case
 
     if args.json:
-        _cli._refuse_overwrite(args.json, "--json", args.force)
+        refuse_overwrite(args.json, "--json", args.force)
     net = load_model(args.model)
     X, y = load_evalset(args.data)
     bounds = args.bound if args.bound else ([] if args.threshold is not None else [3.0])
@@ -89,8 +92,7 @@ def cmd_worstcase(args) -> int:
                      focus=_focus(args.focus), random_chips=args.random_chips,
                      blocks=tuple(b.strip() for b in args.blocks.split(",") if b.strip()),
                      conductance_range="clip" if args.clip_range else "model", sensitivity=not args.no_sensitivity,
-                     top=args.top, seed=args.seed,
-                     progress=_cli._progress("searches") if sys.stderr.isatty() else None)
+                     top=args.top, rng=args.seed, progress=progress_bar("searches"))
     rows = [{"bound": b.bound, "worst-case accuracy": b.accuracy, "clean": b.clean_accuracy,
              f"random min ({b.random_chips})": b.random_min_accuracy, "source": b.source,
              "max |z|": b.deviation.get("max_abs_z", 0.0), "mean |z|": b.deviation.get("mean_abs_z", 0.0),
@@ -98,8 +100,8 @@ def cmd_worstcase(args) -> int:
                                     default=0.0), "s": b.seconds} for b in res.bounds]
     if rows:
         cols = list(dict.fromkeys(k for r in rows for k in r))
-        _cli._table(rows, cols, title=f"worst-case accuracy ({res.norm} bound in sigma units, {res.n_samples} samples, "
-                    f"{res.latent_dim} searched coordinates: {', '.join(res.searched_blocks)}; {res.seconds:.1f} s)")
+        table(rows, cols, title=f"worst-case accuracy ({res.norm} bound in sigma units, {res.n_samples} samples, "
+              f"{res.latent_dim} searched coordinates: {', '.join(res.searched_blocks)}; {res.seconds:.1f} s)")
     mb = res.minimal_bound
     if mb is not None:
         if mb.found:
@@ -110,14 +112,14 @@ def cmd_worstcase(args) -> int:
             print(f"minimal bound: {mb.message}")
     s = res.sensitivity
     if s is not None:
-        _cli._table([{"layer": r["name"], "devices": r["devices"], "share": r["share"], "mean |z|": r["mean_abs_z"],
-                      "attribution": r["attribution"]} for r in s.layers],
-                    ["layer", "devices", "share", "mean |z|", "attribution"],
-                    title=f"which layers carry the deviation ({s.chip}, k = {s.bound:.4g}; share of |z| x |gradient|)")
+        table([{"layer": r["name"], "devices": r["devices"], "share": r["share"], "mean |z|": r["mean_abs_z"],
+                "attribution": r["attribution"]} for r in s.layers],
+              ["layer", "devices", "share", "mean |z|", "attribution"],
+              title=f"which layers carry the deviation ({s.chip}, k = {s.bound:.4g}; share of |z| x |gradient|)")
         if s.top:
-            _cli._table([{"layer": t["name"], "kind": t["kind"], "device": str(t["device"]), "z": t["z"],
-                          "gradient": t["gradient"], "score": t["score"]} for t in s.top[:10]],
-                        ["layer", "kind", "device", "z", "gradient", "score"], title="top devices")
+            table([{"layer": t["name"], "kind": t["kind"], "device": str(t["device"]), "z": t["z"],
+                    "gradient": t["gradient"], "score": t["score"]} for t in s.top[:10]],
+                  ["layer", "kind", "device", "z", "gradient", "score"], title="top devices")
     if args.json:
         Path(args.json).write_text(_json.dumps(res.to_dict(), indent=2) + "\n")
         print(f"wrote {args.json}")

@@ -1,0 +1,52 @@
+"""The ``reliability`` command: thin argument parsing over the library, then printing.
+
+One module per command (``demo``, ``fit``, ``simulate``, ``tail``, ``worstcase``, ``device``), each
+with ``add_parser(subparsers)`` and ``run(args) -> int``; what they share (tables, the progress line,
+the overwrite guard, error messages) is in :mod:`reliability.cli._output`.  Building the parser
+imports no numerics: each command imports the library when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from reliability import __version__
+from reliability.cli import demo, device, fit, simulate, tail, worstcase
+from reliability.cli._output import print_error
+from reliability.errors import ReliabilityError
+
+#: The commands in the order ``reliability --help`` lists them.
+COMMANDS = (demo, fit, simulate, tail, worstcase, device)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``reliability`` argument parser with every command's subparser."""
+    p = argparse.ArgumentParser(prog="reliability", description="Statistical reliability of computing-in-memory "
+                                "accelerators: fit device variation, propagate it, estimate tail accuracy.")
+    p.add_argument("--version", action="version", version=f"nvcim-reliability {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``reliability`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Exit codes: 0 success; 1 a fit that produced no model; 2 an input error (printed as
+    ``error: ...``); 130 interrupted.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (ReliabilityError, FileExistsError, FileNotFoundError) as exc:
+        print_error(exc)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,68 @@
+"""What every ``reliability`` command shares: tables, the progress line, the overwrite guard and
+error messages.  Command modules import from here, never from one another."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from reliability.errors import ReliabilityError
+
+
+def table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
+    """Print ``rows`` as a rich table with ``columns`` (text columns left-aligned, numbers right)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False)
+    for c in columns:
+        t.add_column(c, justify="right" if c not in ("candidate", "message") else "left")
+    for r in rows:
+        t.add_row(*[fmt(r.get(c)) for c in columns])
+    Console(width=160).print(t)
+
+
+def fmt(v) -> str:
+    """One table cell: booleans as yes/NO, floats to 4 significant digits, NaN as ``-``."""
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, float):
+        if v != v:
+            return "-"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def refuse_overwrite(path, option: str, force: bool) -> Path:
+    """Nothing is overwritten unless the user said so (``--force``)."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise ReliabilityError(f"{option} {path} exists; pass --force to overwrite it or choose another path.")
+    return path
+
+
+def progress_bar(what: str):
+    """A ``progress(done, total)`` callback printing ``what: done/total`` on one stderr line, or
+    ``None`` when stderr is not a terminal (logs and pipes get no carriage-return noise)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done, total):
+        print(f"\r{what}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    return show
+
+
+def print_error(exc: BaseException) -> None:
+    """Report an input error on stderr as ``error: <message>``."""
+    print(f"error: {exc}", file=sys.stderr)
+
+
+def print_fit(res) -> None:
+    """A device fit's candidate ranking, its summary and the chosen model's description."""
+    cols = ["candidate", "k", "loglik", "bic", "ks", "ad", "tail_low_ratio", "tail_high_ratio", "tails_ok"]
+    rows = res.to_polars().to_dicts()
+    table(rows, cols, title="candidates, best first (tail counts observed/expected beyond 0.1 % / 99.9 %)")
+    print(res.summary())
+    if res.model is not None:
+        print()
+        print(res.model.describe())

@@ -1,0 +1,88 @@
+"""``reliability fit``: fit a device model to measurements (maximum likelihood, or ``--bayes``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from reliability.cli._output import print_fit, refuse_overwrite
+
+FAMILY_CHOICES = ["auto", "normal", "lognormal", "student_t", "skew_normal", "gaussian_mixture", "empirical"]
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``fit`` command to the ``reliability`` command's subparsers."""
+    f = subparsers.add_parser("fit", help="fit a device model to measurements (CSV or Parquet)")
+    f.add_argument("data", help="measurement file in the long format (see `reliability.data`), or wide with --wide")
+    f.add_argument("--out", required=True, help="output device model JSON")
+    f.add_argument("--family", default="auto", choices=FAMILY_CHOICES, help="variation family (default: rank all)")
+    f.add_argument("--state", default="auto", choices=["auto", "levels", "poly"],
+                   help="state dependence: spline through levels, polynomial, or both ranked")
+    f.add_argument("--unit", help="unit of columns without a suffix: S, mS, uS, nS, or with --read-voltage a current unit A, mA, uA, nA")
+    f.add_argument("--read-voltage", type=float, help="read voltage in V, to convert read current to conductance")
+    f.add_argument("--wide", action="store_true", help="one column per repetition (e.g. CrossSim pulse ramps)")
+    f.add_argument("--censor", nargs=2, type=float, metavar=("LOW", "HIGH"), help="measurement range in uS")
+    f.add_argument("--stuck", default="auto", choices=["auto", "yes", "no"], help="stuck-at mixture")
+    f.add_argument("--no-chip-gain", action="store_true", help="do not estimate chip-to-chip gain")
+    f.add_argument("--t0", type=float, default=20.0, help="drift reference time in s (default 20)")
+    f.add_argument("--drop-invalid", action="store_true", help="drop invalid rows (reported) instead of failing")
+    f.add_argument("--name", help="model name (default: data file stem)")
+    f.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    f.add_argument("--bayes", action="store_true",
+                   help="hierarchical Bayesian fit (PyMC NUTS, family normal or student_t; --state is not used): the "
+                        "model file carries posterior draws in <out stem>.posterior.npz beside it")
+    f.add_argument("--draws", type=int, default=2000, help="--bayes: draws per chain (default 2000)")
+    f.add_argument("--tune", type=int, default=1000, help="--bayes: tuning steps per chain (default 1000)")
+    f.add_argument("--chains", type=int, default=2, help="--bayes: chains (default 2)")
+    f.add_argument("--seed", type=int, default=0, help="--bayes: sampler seed (default 0)")
+    f.add_argument("--trace", action="store_true", help="--bayes: also write the trace, <out stem>.trace.nc (NetCDF)")
+    f.set_defaults(func=run)
+
+
+def _read_data(args):
+    from reliability.data import from_wide, read_measurements
+
+    if args.wide:
+        return from_wide(args.data, read_voltage=args.read_voltage, unit=args.unit, drop_invalid=args.drop_invalid)
+    return read_measurements(args.data, unit=args.unit, read_voltage=args.read_voltage, drop_invalid=args.drop_invalid)
+
+
+def run(args) -> int:
+    """Fit, print the candidate ranking and the chosen model, write it to ``--out``."""
+    from reliability.fit import fit_device
+
+    out = refuse_overwrite(args.out, "--out", args.force)
+    table = _read_data(args)
+    if table.n_dropped:
+        print(f"dropped {table.n_dropped} invalid rows: {table.drop_reasons}", file=sys.stderr)
+    censor = tuple(args.censor) if args.censor else None
+    stuck = {"auto": "auto", "yes": True, "no": False}[args.stuck]
+    if args.bayes:
+        return _fit_bayes(args, table, out, censor, stuck)
+    res = fit_device(table, family=args.family, state=args.state, censor=censor, stuck=stuck,
+                     chip_gain=not args.no_chip_gain, t0_s=args.t0, name=args.name or Path(args.data).stem)
+    print_fit(res)
+    if res.model is None:
+        print(f"error: {res.message}", file=sys.stderr)
+        return 1
+    res.model.save(out, overwrite=True)
+    print(f"\nwrote {out}")
+    if not res.success:
+        print(f"warning: {res.message}", file=sys.stderr)
+    return 0
+
+
+def _fit_bayes(args, table, out, censor, stuck) -> int:
+    from reliability.fit.bayes import fit_device_bayes
+
+    family = "normal" if args.family == "auto" else args.family
+    res = fit_device_bayes(table, family=family, censor=censor, stuck=stuck, chip_gain=not args.no_chip_gain,
+                           t0_s=args.t0, draws=args.draws, tune=args.tune, chains=args.chains, rng=args.seed,
+                           name=args.name or Path(args.data).stem)
+    print(res.summary())
+    print()
+    print(res.model.describe())
+    res.model.save(out, overwrite=True, trace=res.idata if args.trace else None)
+    beside = f"{out.stem}.posterior.npz" + (f", {out.stem}.trace.nc" if args.trace else "")
+    print(f"\nwrote {out} (beside it: {beside})")
+    return 0

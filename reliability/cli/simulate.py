@@ -1,0 +1,42 @@
+"""``reliability simulate``: accuracy and loss of many simulated chips, one Parquet row per chip."""
+
+from __future__ import annotations
+
+from reliability.cli._output import progress_bar, refuse_overwrite
+from reliability.errors import ReliabilityError
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``simulate`` command to the ``reliability`` command's subparsers."""
+    sm = subparsers.add_parser("simulate", help="accuracy and loss of many simulated chips (one row per chip)")
+    sm.add_argument("--model", required=True, help="network: .onnx or .npz layer file")
+    sm.add_argument("--data", required=True, help=".npz with X (inputs) and y (integer labels)")
+    sm.add_argument("--variation", required=True,
+                    help="weight-gaussian:sigma=S, multi-device:..., a device preset, or a chip file (.toml/.json)")
+    sm.add_argument("--chips", type=int, required=True, help="number of chips (chip i depends only on seed and i)")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--chunk-size", type=int, help="chips per batch (default: from the memory budget)")
+    sm.add_argument("--out", required=True, help="output Parquet file")
+    sm.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    sm.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Simulate ``--chips`` chips, write one row per chip, print the summary (130 if interrupted)."""
+    from reliability.cim import load_model
+    from reliability.cim.simulate import ChipSimulator
+    from reliability.data.evalset import load_evalset
+
+    out = refuse_overwrite(args.out, "--out", args.force)
+    if args.chips < 1:
+        raise ReliabilityError(f"--chips must be a positive integer; got {args.chips}.")
+    net = load_model(args.model)
+    X, y = load_evalset(args.data)
+    sim = ChipSimulator(net, args.variation)
+    res = sim.evaluate(X, y, args.chips, rng=args.seed, chunk_size=args.chunk_size, progress=progress_bar("chips"))
+    res.to_polars().write_parquet(out)
+    print(res.summary())
+    for k, v in res.diagnostics.items():
+        print(f"  {k}: {v:.3g}")
+    print(f"wrote {len(res.chip)} rows (chip, accuracy, loss, n_correct) to {out}")
+    return 0 if res.complete else 130
