@@ -150,6 +150,7 @@ def test_index_lists_every_page():
         assert page == "results" or (DOCS / f"{page}.md").exists(), page
 
 
+@pytest.mark.slow
 def test_sphinx_build_passes_with_warnings_as_errors(tmp_path):
     pytest.importorskip("sphinx", reason="Sphinx is not installed (it comes with the [test] extra)")
     proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS),

@@ -1,4 +1,5 @@
-"""The benchmark cases' brute-force references: parts, caching and threshold choice."""
+"""The benchmark cases: the public case shipped in the package (``reliability.bench``) and the built
+cases' brute-force references (``benchmarks/cases.py``: parts, caching and threshold choice)."""
 
 import sys
 from dataclasses import dataclass
@@ -10,6 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import cases  # noqa: E402
+
+from reliability.bench import CASES_DIR, Case, available_cases, load_case  # noqa: E402
+from reliability.errors import ReliabilityError  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -84,3 +88,57 @@ def test_a_cached_part_of_another_network_is_refused_and_a_part_without_digest_i
     # a part written before digests existed is read back as it is
     np.savez(cache / "coin.npz", hist=h, chips=1_000, part=0, meta="{}")
     np.testing.assert_array_equal(OtherCoinCase("coin", 0.0, 1_000, seed=3).reference_part(0, progress=False), h)
+
+
+# --------------------------------------------------------------------------------------------
+# the public case shipped in the package
+
+
+def test_public_case_loads_with_its_reference(public_case):
+    c = public_case
+    assert isinstance(c, Case) and c.name == "digits_mlp_s05" and "digits_mlp_s05" in available_cases()
+    assert c.X.shape == (597, 64) and c.X.dtype == np.float32 and c.y.shape == (597,) and c.n_samples == 597
+    assert c.variation == "weight-gaussian:sigma=0.05"
+    assert c.reference.shape == (598,) and c.reference_chips == 115_520_000 == c.reference.sum()
+    # the clean network gives the accuracy recorded in case.json
+    acc, _ = c.network.accuracy_and_loss(c.X, c.y)
+    assert acc[0] == c.clean_accuracy
+    # the three probabilities quoted in the case's README (its provenance), to the digits quoted
+    for count, quoted in ((526, 1.417e-3), (523, 1.922e-4), (519, 1.443e-5)):
+        p, se = c.reference_probability(count)
+        assert round(p, 6 if count == 526 else 7 if count == 523 else 8) == quoted, (count, p)
+        assert se == pytest.approx(np.sqrt(p * (1 - p) / 115_520_000), rel=1e-12)
+    assert c.reference_probability(597) == (1.0, 0.0)
+    # frozen, and its arrays cannot be changed by a caller
+    with pytest.raises(AttributeError):
+        c.name = "other"
+    for a in (c.X, c.y, c.reference):
+        assert not a.flags.writeable
+
+
+def test_public_case_errors_name_the_fix(public_case):
+    with pytest.raises(ReliabilityError, match="not a shipped benchmark case; available: digits_mlp_s05"):
+        load_case("digits_mlp")
+    for bad in (-1, 598, 1.5, True):
+        with pytest.raises(ReliabilityError, match=r"count=.*from 0 to 597"):
+            public_case.reference_probability(bad)
+
+
+def test_shipped_case_files_are_package_data_and_small():
+    """Every file of every case is matched by pyproject's package-data globs, and the cases stay a
+    few hundred KB (they travel in every wheel)."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "reliability.bench"]
+    files = [p for p in CASES_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert files
+    for p in files:
+        rel = p.relative_to(CASES_DIR.parent).as_posix()
+        assert any(fnmatch.fnmatch(rel, g) for g in globs), f"{rel} is not package data: add it to {globs}"
+    assert sum(p.stat().st_size for p in files) < 1_000_000
+    for name in available_cases():
+        assert {"model.onnx", "data.npz", "case.json", "reference_hist.npy", "README.md"} <= {
+            p.name for p in (CASES_DIR / name).iterdir()}

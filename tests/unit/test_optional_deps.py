@@ -1,0 +1,66 @@
+"""The core package works without its optional extras (``bayes``: PyMC, ArviZ; ``dask``: Dask).
+
+Each check runs in a fresh interpreter: ``sys.modules[name] = None`` makes ``import name`` raise
+ImportError there, as if the extra were not installed, without touching this process's modules.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OPTIONAL = ("pymc", "arviz", "dask", "distributed")
+CORE = ("reliability", "reliability.data", "reliability.devices", "reliability.fit", "reliability.cim",
+        "reliability.sampling", "reliability.cli")
+
+
+def _run(code: str):
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+BLOCKED = f"""
+import importlib, json, sys
+for name in {OPTIONAL!r}:
+    sys.modules[name] = None          # import name -> ImportError
+for mod in {CORE!r}:
+    importlib.import_module(mod)
+from reliability.errors import ReliabilityError
+from reliability.data import simulate_campaign
+from reliability.devices import DeviceModel
+from reliability.fit.bayes import fit_device_bayes
+from reliability.sampling.parallel import make_client
+out = {{}}
+data = simulate_campaign(DeviceModel(), [5.0, 20.0], [0.0], n_chips=2, n_devices=5, rng=0)
+for key, call in (("bayes", lambda: fit_device_bayes(data, draws=10, tune=10)),
+                  ("dask", lambda: make_client(workers=1))):
+    try:
+        call()
+        out[key] = None
+    except ReliabilityError as exc:
+        out[key] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def test_core_imports_and_clear_errors_without_the_optional_extras():
+    msgs = _run(BLOCKED)
+    assert msgs["bayes"] is not None, "fit_device_bayes ran without PyMC/ArviZ instead of raising"
+    assert "nvcim-reliability[bayes]" in msgs["bayes"], msgs["bayes"]
+    assert msgs["dask"] is not None, "make_client ran without Dask instead of raising"
+    assert "nvcim-reliability[dask]" in msgs["dask"], msgs["dask"]
+
+
+def test_core_imports_do_not_load_the_optional_extras():
+    """Importing the core packages (extras installed) loads none of them: their imports are lazy."""
+    loaded = _run(f"""
+import importlib, json, sys
+for mod in {CORE!r}:
+    importlib.import_module(mod)
+print(json.dumps(sorted(n for n in {OPTIONAL!r} if n in sys.modules)))
+""")
+    assert loaded == [], f"imported at module level by the core packages: {loaded}"
