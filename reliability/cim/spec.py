@@ -39,7 +39,7 @@ A user can write it by hand, as TOML or JSON; every field has a unit and a defau
 
 Shorthands accepted wherever a chip specification is expected (``--variation``):
 ``weight-gaussian:sigma=S`` (additive Gaussian noise, std S x max|W_layer| on every analog weight,
-biases exact; see ../shared/cases/README.md) and ``multi-device:weight_bits=N,device_bits=m,sigma=S``
+biases exact; see the case README in ``reliability/bench/cases/digits_mlp_s05``) and ``multi-device:weight_bits=N,device_bits=m,sigma=S``
 (N-bit weights on m-bit devices, each device's level + N(0, S^2) in level spacings).
 """
 

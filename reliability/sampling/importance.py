@@ -10,7 +10,7 @@ point only makes it efficient.  Diagnostics: effective sample size of the weight
 the Pareto shape k-hat of their largest weights (PSIS, arviz): k-hat > 0.7 means the variance
 estimate, and hence the interval, cannot be trusted.
 
-Measured findings (notes in ../shared/notes): in 10^3..10^5 latent dimensions a single mean shift
+Measured findings (docs/tail-estimation.md): in 10^3..10^5 latent dimensions a single mean shift
 misses much of the failure mass; this estimator is kept as a swappable strategy and compared with
 subset simulation by the benchmark, not used by default.
 """

@@ -56,7 +56,7 @@ def worst_case(network, x, y, variation, *, bounds=(3.0,), norm: str = "linf", t
     restarts, iterations, step, optimizer
         Chips searched at once, descent steps, initial step as a fraction of ``k``, "pgd" or "adam".
     kappa : float, optional
-        Margin-loss confidence (logit units); default 5 % of the median clean |margin|.
+        Margin-loss confidence (logit units); default 5 % of the median clean absolute margin.
     random_chips : int
         Chips drawn uniformly in the same set as a baseline (0: none).
     blocks : sequence of str
