@@ -67,7 +67,8 @@ class LayerMapping:
             m = float(self.layer.layer_max_abs) or 1.0
             Wq = self._quantize(W)[0] if sp.weight_bits else W
             self.kind = "weight"
-            self.targets = (Wq / m)[None, None, None]          # (r=1, slices=1, signs=1, K, N)
+            r = sp.devices_per_weight                            # replicas of the weight, averaged
+            self.targets = np.broadcast_to((Wq / m)[None, None, None], (r, 1, 1, K, N)).copy()   # (r, slices, signs, K, N)
             self.coef = np.full((1, 1), m)                       # (slices, signs)
             self.offset = np.zeros((1, N))
             self.levels = 1.0
@@ -164,7 +165,8 @@ class LayerMapping:
         (written into ``out`` when given: an (S, K, N) array of ``g``'s dtype)."""
         dt = g.dtype.type
         if self.kind == "weight":
-            return np.multiply(g[:, 0, 0, 0], dt(self.coef[0, 0]), out=out)
+            v = g[:, 0, 0, 0] if g.shape[1] == 1 else g[:, :, 0, 0].mean(axis=1)
+            return np.multiply(v, dt(self.coef[0, 0]), out=out)
         v = g[:, 0] if g.shape[1] == 1 else g.mean(axis=1)                  # (S, slices, signs, K, N)
         c = (self.coef * self.spec.devices_per_weight).astype(g.dtype)
         # code = sum_ij c_ij (v_ij - g_min) - offset: the g_min terms sum to a constant
@@ -185,14 +187,16 @@ class LayerMapping:
         """Per-slice signed level matrices (S, slices, K, N) for tile-level (ADC) products:
         ``sum_s sign_s * mean_r (g - g_min) / (g_max - g_min) * L``."""
         if self.kind == "weight":
-            return g[:, 0, 0]
+            return g[:, 0, 0] if g.shape[1] == 1 else g.mean(axis=1)[:, 0]
         v = (g.mean(axis=1) - self.coef_lo) * (self.levels / (self.g_max - self.g_min))
         return np.einsum("sijkn,j->sikn", v, self.signs, optimize=True)
 
     def grad_conductance(self, grad_w):
         """dL/dg (S, r, slices, signs, K, N) from dL/dW_eff (S, K, N): the decode is linear."""
         if self.kind == "weight":
-            return (grad_w * self.coef[0, 0])[:, None, None, None]
+            r = self.targets.shape[0]
+            out = (grad_w * (self.coef[0, 0] / r))[:, None, None, None]
+            return out if r == 1 else np.broadcast_to(out, (out.shape[0], r) + out.shape[2:])
         c = self.coef[:, :, None] * self.col_scale[None, None, :]               # (slices, signs, N)
         out = grad_w[:, None, None, :, :] * c[None, :, :, None, :]
         r = self.spec.devices_per_weight

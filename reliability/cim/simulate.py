@@ -24,6 +24,7 @@ from reliability.cim.mapping import LayerMapping, Periphery
 from reliability.cim.graph import margin, softmax_cross_entropy
 from reliability.cim.spec import ChipSpec, parse_variation
 from reliability.devices.prepared import PreparedArray
+from reliability.devices.verify import acceptance as verify_acceptance
 from reliability.errors import ReliabilityError
 from reliability.streams import as_seed, chip_rng
 
@@ -101,15 +102,21 @@ class ChipSimulator:
     variation : ChipSpec, shorthand string or chip file (see :func:`parse_variation`)
     threads : int, optional
         Threads drawing chips in parallel (default: the CPU count); results do not depend on it.
+    verify_mask : list of boolean arrays, optional
+        With ``programming.write_verify`` set, the weights whose devices are write-verified, one
+        ``(K, N)`` array per analog layer (selective write-verify); default: every weight.  A chip
+        drawn with any mask is the same chip (same random numbers) as without write-verify, its
+        verified devices' programming errors pulled into the band.
     """
 
-    def __init__(self, network, variation, threads: int | None = None):
+    def __init__(self, network, variation, threads: int | None = None, verify_mask=None):
         self.network = network
         self.spec: ChipSpec = parse_variation(variation)
         self.device = self.spec.device_model()
         self.dtype = np.dtype(self.spec.dtype)
         self.maps = [LayerMapping(layer, self.device, self.spec.mapping) for layer in network.analog_layers]
-        self.prepared = [PreparedArray(self.device, m.targets, self.dtype) for m in self.maps]
+        self.verify_mask = self._check_verify_mask(verify_mask)
+        self.prepared = self._prepare(self.device)
         # a posterior device model: each chip first draws its parameter set (draw index) from its
         # own generator; arrays prepared per draw are cached (a few, they hold per-device arrays)
         self.n_posterior = int(getattr(self.device, "n_draws", 0) or 0)
@@ -134,6 +141,40 @@ class ChipSimulator:
         self.__dict__.update(state)
         self._prep_lock = threading.Lock()
         self._local = threading.local()
+
+    def _check_verify_mask(self, mask):
+        if mask is None:
+            return None
+        if not self.spec.write_verify:
+            raise ReliabilityError("verify_mask needs programming.write_verify > 0 in the chip specification "
+                                   "(the tolerance the selected devices are verified to).")
+        mask = list(mask)
+        if len(mask) != len(self.maps):
+            raise ReliabilityError(f"verify_mask needs one array per analog layer ({len(self.maps)}); got {len(mask)}.")
+        out = []
+        for m, a in zip(self.maps, mask):
+            a = np.asarray(a)
+            if a.shape != (m.K, m.N) or a.dtype != bool:
+                raise ReliabilityError(f"verify_mask for layer {m.layer.name} must be a boolean ({m.K}, {m.N}) array; "
+                                       f"got {a.dtype} {a.shape}.")
+            out.append(a)
+        return out
+
+    def acceptance(self, model) -> list:
+        """Per analog layer, the write-verify :class:`~reliability.devices.verify.Acceptance` of
+        device model ``model`` at this chip's targets (None for a layer without verified devices,
+        or everywhere when write-verify is off).  The band is ``write_verify x (g_max - g_min)``."""
+        tol = self.spec.write_verify
+        if not tol:
+            return [None] * len(self.maps)
+        out = []
+        for li, m in enumerate(self.maps):
+            mask = None if self.verify_mask is None else np.broadcast_to(self.verify_mask[li], m.targets.shape)
+            out.append(verify_acceptance(model.programming, m.targets, tol * (m.g_max - m.g_min), model.floor, mask))
+        return out
+
+    def _prepare(self, model) -> list[PreparedArray]:
+        return [PreparedArray(model, m.targets, self.dtype, accept=a) for m, a in zip(self.maps, self.acceptance(model))]
 
     # ------------------------------------------------------------------ chips
     @property
@@ -162,8 +203,7 @@ class ChipSimulator:
             if got is not None:
                 self._prep_cache.move_to_end(j)
                 return got
-        model = self.device.model_at(j)
-        got = [PreparedArray(model, m.targets, self.dtype) for m in self.maps]
+        got = self._prepare(self.device.model_at(j))
         with self._prep_lock:
             self._prep_cache[j] = got
             while len(self._prep_cache) > _PREP_CACHE:
@@ -183,7 +223,8 @@ class ChipSimulator:
         comp = self.spec.periphery.drift_compensation
         for li, (m, p) in enumerate(zip(self.maps, prepared)):
             dest = None if out is None else out[li]
-            direct = dest is not None and m.kind == "weight" and not keep_conductances and not comp
+            direct = (dest is not None and m.kind == "weight" and m.targets.shape[0] == 1 and not keep_conductances
+                      and not comp)
             if not comp and p.fused_ok(self.spec.time_s):       # program + read in one pass
                 buf = dest.reshape(p.shape) if direct else (None if keep_conductances else self._buffer(li, p))
                 g = p.sample_fused(self.spec.time_s, rng=rng, out=buf)[None]

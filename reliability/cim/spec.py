@@ -22,6 +22,10 @@ A user can write it by hand, as TOML or JSON; every field has a unit and a defau
     tile_rows = 256          # crossbar tile size (rows x columns)
     tile_cols = 256
 
+    [programming]
+    write_verify = 0.0       # 0: devices written once; t > 0: write-verify, every device reprogrammed
+                             #  until |g - target| <= t x (g_max - g_min) (see reliability.devices.verify)
+
     [periphery]
     dac_bits = 0             # 0: ideal inputs; b: signed b-bit input quantization per layer
     dac_range = "calibrate"  # "calibrate" (max |x| on the calibration inputs) or a number
@@ -131,10 +135,15 @@ class ChipSpec:
     dtype: str = "float32"
     memory_budget_MB: float = 2048.0
     name: str = ""
+    write_verify: float = 0.0
 
     def __post_init__(self):
         if not (isinstance(self.time_s, (int, float)) and self.time_s >= 0):
             raise ModelSpecError(f"device.time_s must be a non-negative number of seconds; got {self.time_s!r}.")
+        wv = self.write_verify
+        if isinstance(wv, bool) or not isinstance(wv, (int, float)) or not (0 <= wv < 1):
+            raise ModelSpecError(f"programming.write_verify must be a tolerance in [0, 1) (a fraction of the "
+                                 f"conductance range; 0 = off); got {wv!r}.")
         if self.dtype not in ("float32", "float64"):
             raise ModelSpecError(f"simulation.dtype must be 'float32' or 'float64'; got {self.dtype!r}.")
         if not (self.memory_budget_MB > 0):
@@ -149,10 +158,13 @@ class ChipSpec:
     # -------------------------------------------------------------- files
     def to_dict(self) -> dict:
         dev = self.device.to_dict() if isinstance(self.device, DeviceModel) else self.device
-        return {"schema": CHIP_SCHEMA, "version": CHIP_SCHEMA_VERSION, "name": self.name,
-                "device": {"model": dev, "time_s": float(self.time_s)}, "mapping": asdict(self.mapping),
-                "periphery": asdict(self.periphery),
-                "simulation": {"dtype": self.dtype, "memory_budget_MB": float(self.memory_budget_MB)}}
+        d = {"schema": CHIP_SCHEMA, "version": CHIP_SCHEMA_VERSION, "name": self.name,
+             "device": {"model": dev, "time_s": float(self.time_s)}, "mapping": asdict(self.mapping),
+             "periphery": asdict(self.periphery),
+             "simulation": {"dtype": self.dtype, "memory_budget_MB": float(self.memory_budget_MB)}}
+        if self.write_verify:
+            d["programming"] = {"write_verify": float(self.write_verify)}
+        return d
 
     def save(self, path, overwrite: bool = False) -> Path:
         path = Path(path)
@@ -170,7 +182,7 @@ class ChipSpec:
         if d.get("version") != CHIP_SCHEMA_VERSION:
             raise ModelSpecError(f"{where}: version {d.get('version')!r} is not supported (this release reads "
                                  f"version {CHIP_SCHEMA_VERSION}).")
-        known = {"schema", "version", "name", "device", "mapping", "periphery", "simulation"}
+        known = {"schema", "version", "name", "device", "mapping", "periphery", "simulation", "programming"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ModelSpecError(f"{where}: unknown sections {unknown}; known: {sorted(known)}.")
@@ -193,7 +205,12 @@ class ChipSpec:
         bad = sorted(set(sim) - {"dtype", "memory_budget_MB"})
         if bad:
             raise ModelSpecError(f"{where}: unknown fields in [simulation]: {bad}; known: dtype, memory_budget_MB.")
+        prog = dict(d.get("programming", {}))
+        bad = sorted(set(prog) - {"write_verify"})
+        if bad:
+            raise ModelSpecError(f"{where}: unknown fields in [programming]: {bad}; known: write_verify.")
         return cls(device=model, time_s=float(time_s), name=str(d.get("name", "")),
+                   write_verify=prog.get("write_verify", 0.0),
                    dtype=sim.get("dtype", "float32"), memory_budget_MB=float(sim.get("memory_budget_MB", 2048.0)), **kw)
 
     @classmethod

@@ -18,6 +18,7 @@ from reliability.devices import fastrandom as _fr
 from reliability.devices.fastrandom import standard_normal
 from reliability.devices.components import EmpiricalVariation
 from reliability.devices.model import DeviceModel
+from reliability.devices.verify import Acceptance
 from reliability.streams import as_generator
 
 __all__ = ["PreparedArray", "ProgrammedChip"]
@@ -44,10 +45,14 @@ class PreparedArray:
         Target values in the model's unit (conductance in uS, ``w_max`` or ``level`` units).
     dtype : numpy dtype, default float32
         Precision of the drawn values.
+    accept : Acceptance, optional
+        Write-verify of some or all devices (:mod:`reliability.devices.verify`): their programming
+        variable is truncated to the band, from the same random numbers.
     """
 
-    def __init__(self, model: DeviceModel, targets, dtype=np.float32):
+    def __init__(self, model: DeviceModel, targets, dtype=np.float32, accept: Acceptance | None = None):
         self.model = model
+        self.accept = accept
         self.dtype = np.dtype(dtype)
         t = np.asarray(targets, dtype=float)
         self.shape = t.shape
@@ -101,15 +106,24 @@ class PreparedArray:
         if self._kind is None:
             g0 = self.targets.copy() if out is None else np.copyto(out, self.targets) or out
         elif self._kind == "empirical":
-            g0 = self._emp.ppf(rng.random(self.size), self._flat_targets).reshape(self.shape).astype(self.dtype)
+            u = rng.random(self.size)
+            if self.accept is not None:
+                self.accept.apply_uniform(u)
+            g0 = self._emp.ppf(u, self._flat_targets).reshape(self.shape).astype(self.dtype)
             if out is not None:
                 out[...] = g0
                 g0 = out
         else:
             if self._normal:
                 z = standard_normal(rng, self.shape, self.dtype, out=out)
+                if self.accept is not None:
+                    self.accept.apply_normal(z)
             else:
-                z = self._fam.rvs(rng, self.shape, *self._shape).astype(self.dtype)
+                z = self._fam.rvs(rng, self.shape, *self._shape)
+                if self.accept is not None:
+                    u = self.accept.apply_uniform(self._fam.cdf(z, *self._shape))
+                    z = self._fam.ppf(u, *self._shape)
+                z = z.astype(self.dtype)
                 if out is not None:
                     out[...] = z
                     z = out
@@ -181,10 +195,13 @@ class PreparedArray:
 
     # ------------------------------------------------------------------ fused one-pass chips
     def fused_ok(self, time_s: float) -> bool:
-        """Whether :meth:`sample_fused` applies: float32, numba, additive normal programming,
-        drift and read noise both active at ``time_s``, no stuck-at faults, a non-negative floor."""
+        """Whether :meth:`sample_fused` applies: float32, numba, additive normal programming
+        without write-verify, drift and read noise both active at ``time_s``, no stuck-at faults,
+        a non-negative floor."""
         m = self.model
         if not (_fr.HAVE_NUMBA and self.dtype == np.float32 and self._kind == "additive" and self._normal):
+            return False
+        if self.accept is not None:
             return False
         if m.drift is None or m.read_noise is None or self._stuck or m.floor is None or m.floor < 0:
             return False

@@ -48,7 +48,7 @@ class LatentChips:
         self._maps = simulator.maps      # decodes conductances to weights (identity in a conductance view)
         self.n_posterior = int(getattr(simulator, "n_posterior", 0) or 0)
         self._par_cache: dict = {}
-        self._par, self.L, self.R = self._parameters(dev)
+        self._par, self.L, self.R = self._parameters(dev, simulator.prepared)
         self.blocks: list[tuple[str, int, tuple]] = []   # (kind, layer index, shape)
         for li, p in enumerate(simulator.prepared):
             shape = p.shape
@@ -67,17 +67,18 @@ class LatentChips:
             self.blocks.append(("posterior", -1, ()))
         self.dim = int(sum(int(np.prod(s)) for _, _, s in self.blocks))
 
-    def _parameters(self, dev):
-        """Per-layer parameter arrays of device model ``dev`` at the simulator's targets, and the
-        drift and read-noise time factors at the inference time."""
+    def _parameters(self, dev, prepared):
+        """Per-layer parameter arrays of device model ``dev`` at the simulator's targets (its
+        ``prepared`` arrays, which also carry the write-verify acceptance), and the drift and
+        read-noise time factors at the inference time."""
         t = self.sim.spec.time_s
         L = float(dev.drift.log_factor(t)) if dev.drift is not None else 0.0
         R = float(dev.read_noise.time_factor(t)) if dev.read_noise is not None else 0.0
         pars = []
-        for p in self.sim.prepared:
+        for p in prepared:
             shape = p.shape
             prog = dev.programming
-            par = {"targets": p.targets.astype(self.dtype), "device": dev}
+            par = {"targets": p.targets.astype(self.dtype), "device": dev, "accept": p.accept}
             if prog is not None:
                 if isinstance(prog, EmpiricalVariation):
                     par["emp"] = prog
@@ -123,7 +124,7 @@ class LatentChips:
         if got is None:
             if len(self._par_cache) >= 8:
                 self._par_cache.pop(next(iter(self._par_cache)))
-            got = self._par_cache[j] = self._parameters(self.device.model_at(j))
+            got = self._par_cache[j] = self._parameters(self.device.model_at(j), self.sim.prepared_for(j))
         return got
 
     def posterior_index(self, z_post: np.ndarray) -> np.ndarray:
@@ -208,13 +209,21 @@ class LatentChips:
                 g = np.broadcast_to(T, (S,) + T.shape).astype(dt)
             elif "emp" in par:
                 u = special.ndtr(zp.astype(np.float64)).reshape(S, -1)
+                if par["accept"] is not None:
+                    par["accept"].apply_uniform(u)
                 g = np.stack([par["emp"].ppf(u[s], par["flat_targets"]) for s in range(S)]).reshape((S,) + T.shape).astype(dt)
             else:
                 fam = par["fam"]
+                acc = par["accept"]
                 if fam.name in ("normal", "lognormal"):
-                    x = zp * par["scale"]                       # new array in the working dtype
+                    # a stuck device's spread below reads the raw zp: keep it
+                    zv = zp if acc is None else acc.apply_normal(zp.copy())
+                    x = zv * par["scale"]                       # new array in the working dtype
                 else:
-                    x = fam.ppf(special.ndtr(zp.astype(np.float64)), *par["shape"]).astype(dt) * par["scale"]
+                    u = special.ndtr(zp.astype(np.float64))
+                    if acc is not None:
+                        acc.apply_uniform(u)
+                    x = fam.ppf(u, *par["shape"]).astype(dt) * par["scale"]
                 if not (np.ndim(par["loc"]) == 0 and par["loc"] == 0):
                     x += par["loc"]
                 if fam.transform == "log":

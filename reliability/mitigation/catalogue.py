@@ -1,0 +1,348 @@
+"""The mitigation catalogue: each mitigation a declarative transform of a design (the chip
+specification, and where it must the network), parsed from a short string.
+
+``name:key=value,key=value`` names one mitigation, ``a + b`` combines several (applied left to
+right); ``baseline`` (or ``none``) is the design as given.  :data:`CATALOGUE` lists them with their
+parameters, units and defaults; :func:`parse_mitigation` reads a string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import ClassVar
+
+import numpy as np
+
+from reliability.cim import ChipSimulator
+from reliability.cim.spec import ChipSpec
+from reliability.errors import ModelSpecError
+
+__all__ = [
+    "Design", "Mitigation", "Combination", "WriteVerify", "SelectiveWriteVerify", "Replicas", "BitSlicing",
+    "Differential", "AdcPrecision", "DacPrecision", "DriftCompensation", "Refresh", "CATALOGUE", "parse_mitigation",
+]
+
+
+@dataclass(frozen=True)
+class Design:
+    """A chip design a mitigation acts on: the network, its chip specification and what the
+    specification does not hold.
+
+    Attributes
+    ----------
+    network : reliability.cim.graph.Network
+    spec : ChipSpec
+    verify_mask : tuple of (K, N) boolean arrays, or None
+        Selective write-verify: the weights whose devices are verified (None: all of them when
+        ``spec.write_verify`` is set).
+    refresh_period_s : float or None
+        Periodic refresh: the chip is reprogrammed every period (its read time is bounded by it).
+    calibration_period_s : float or None
+        Drift compensation: one calibration read per tile per period.
+    training_epochs : float
+        Epochs of hardware-aware fine-tuning the network received.
+    """
+
+    network: object
+    spec: ChipSpec
+    verify_mask: tuple | None = None
+    refresh_period_s: float | None = None
+    calibration_period_s: float | None = None
+    training_epochs: float = 0.0
+
+    def simulator(self, threads: int | None = None) -> ChipSimulator:
+        return ChipSimulator(self.network, self.spec, threads=threads, verify_mask=self.verify_mask)
+
+    def with_spec(self, **changes) -> "Design":
+        return replace(self, spec=self.spec.with_(**changes))
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a mitigation may need besides the design: data for sensitivities (and training)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    seed: int = 0
+
+
+class Mitigation:
+    """Base of the catalogue's entries: ``apply(design, context) -> design`` and a canonical string.
+
+    Subclasses are frozen dataclasses; ``key`` is their name in strings, ``UNITS`` the unit of each
+    parameter and ``DOC`` one line on what the mitigation does.
+    """
+
+    key: ClassVar[str] = ""
+    UNITS: ClassVar[dict] = {}
+    DOC: ClassVar[str] = ""
+
+    def apply(self, design: Design, context: Context) -> Design:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def parts(self) -> tuple["Mitigation", ...]:
+        return (self,)
+
+    def __str__(self) -> str:
+        vals = [f"{f.name}={_fmt(getattr(self, f.name))}" for f in fields(self)]
+        return self.key + (":" + ",".join(vals) if vals else "")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _positive_int(name, v, lo=1, hi=None):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo or (hi is not None and v > hi):
+        rng = f"from {lo}" + (f" to {hi}" if hi is not None else "")
+        raise ModelSpecError(f"{name} must be a whole number {rng}; got {v!r}.")
+
+
+def _tolerance(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < 1):
+        raise ModelSpecError(f"{name} must be a fraction of the conductance range in (0, 1); got {v!r}.")
+
+
+def _period(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and np.isfinite(v)):
+        raise ModelSpecError(f"{name} must be a positive number of seconds; got {v!r}.")
+
+
+def _no_verify_yet(design: Design, what: str):
+    if design.spec.write_verify:
+        raise ModelSpecError(f"{what}: the design is write-verified already (tolerance {design.spec.write_verify:g}); "
+                             "give write-verify or swim once per candidate.")
+
+
+@dataclass(frozen=True)
+class WriteVerify(Mitigation):
+    key: ClassVar[str] = "write-verify"
+    UNITS: ClassVar[dict] = {"tolerance": "fraction of the conductance range (g_max - g_min)"}
+    DOC: ClassVar[str] = ("every device reprogrammed until |g - target| <= tolerance x (g_max - g_min): the "
+                          "programming error is truncated to the band; cost: 1 / P(band) pulses and verify reads per device")
+    tolerance: float = 0.05
+
+    def __post_init__(self):
+        _tolerance("write-verify tolerance", self.tolerance)
+
+    def apply(self, design, context):
+        _no_verify_yet(design, str(self))
+        return replace(design.with_spec(write_verify=float(self.tolerance)), verify_mask=None)
+
+
+@dataclass(frozen=True)
+class SelectiveWriteVerify(Mitigation):
+    key: ClassVar[str] = "swim"
+    UNITS: ClassVar[dict] = {"fraction": "fraction of all weights verified", "tolerance": WriteVerify.UNITS["tolerance"],
+                             "select": "hessian | magnitude | random"}
+    DOC: ClassVar[str] = ("selective write-verify (SWIM): the top fraction of weights by sensitivity verified, the "
+                          "rest written once; fraction=1 is write-verify, fraction=0 the baseline")
+    fraction: float = 0.1
+    tolerance: float = 0.05
+    select: str = "hessian"
+
+    def __post_init__(self):
+        from reliability.mitigation.selection import SELECTIONS
+
+        if isinstance(self.fraction, bool) or not isinstance(self.fraction, (int, float)) or not (0 <= self.fraction <= 1):
+            raise ModelSpecError(f"swim fraction must be in [0, 1]; got {self.fraction!r}.")
+        _tolerance("swim tolerance", self.tolerance)
+        if self.select not in SELECTIONS:
+            raise ModelSpecError(f"swim select must be one of {', '.join(SELECTIONS)}; got {self.select!r}.")
+
+    def apply(self, design, context):
+        from reliability.mitigation.selection import top_fraction_mask, weight_scores
+
+        _no_verify_yet(design, str(self))
+        if self.fraction == 0:
+            return design
+        verified = replace(design.with_spec(write_verify=float(self.tolerance)), verify_mask=None)
+        if self.fraction == 1:
+            return verified
+        sim = verified.simulator(threads=1)
+        scores = weight_scores(sim, context.x, context.y, self.select, rng=context.seed)
+        mask = top_fraction_mask(scores, self.fraction)
+        return replace(verified, verify_mask=tuple(mask))
+
+
+@dataclass(frozen=True)
+class Replicas(Mitigation):
+    key: ClassVar[str] = "replicas"
+    UNITS: ClassVar[dict] = {"n": "devices averaged per weight (per bit slice and sign)"}
+    DOC: ClassVar[str] = "n devices per weight averaged (equal significance): sigma_w / sqrt(n) for independent errors; cost: n x devices"
+    n: int = 2
+
+    def __post_init__(self):
+        _positive_int("replicas n", self.n, 1, 64)
+
+    def apply(self, design, context):
+        mp = design.spec.mapping
+        return design.with_spec(mapping=replace(mp, devices_per_weight=mp.devices_per_weight * int(self.n)))
+
+
+@dataclass(frozen=True)
+class BitSlicing(Mitigation):
+    key: ClassVar[str] = "slicing"
+    UNITS: ClassVar[dict] = {"bits": "bits per device (m)", "weight_bits": "bits per weight (N; 0: keep the design's, else 8)"}
+    DOC: ClassVar[str] = "N-bit integer weights on m-bit devices, slice i of significance 2^(i m); cost: ceil(N/m) x devices and ADC conversions"
+    bits: int = 2
+    weight_bits: int = 0
+
+    def __post_init__(self):
+        _positive_int("slicing bits", self.bits, 1, 16)
+        _positive_int("slicing weight_bits", self.weight_bits, 0, 32)
+
+    def apply(self, design, context):
+        mp = design.spec.mapping
+        wb = int(self.weight_bits) or mp.weight_bits or 8
+        return design.with_spec(mapping=replace(mp, weight_bits=wb, device_bits=int(self.bits)))
+
+
+@dataclass(frozen=True)
+class Differential(Mitigation):
+    key: ClassVar[str] = "differential"
+    DOC: ClassVar[str] = "a device pair per weight (positive and negative part) instead of one device with a digital offset; cost: 2 x devices"
+
+    def apply(self, design, context):
+        return design.with_spec(mapping=replace(design.spec.mapping, scheme="differential"))
+
+
+@dataclass(frozen=True)
+class AdcPrecision(Mitigation):
+    key: ClassVar[str] = "adc"
+    UNITS: ClassVar[dict] = {"bits": "ADC resolution, bits"}
+    DOC: ClassVar[str] = "column outputs converted at b bits (per tile, slice and column); cost: SAR energy and area (NeuroSim model)"
+    bits: int = 8
+
+    def __post_init__(self):
+        _positive_int("adc bits", self.bits, 1, 16)
+
+    def apply(self, design, context):
+        return design.with_spec(periphery=replace(design.spec.periphery, adc_bits=int(self.bits)))
+
+
+@dataclass(frozen=True)
+class DacPrecision(Mitigation):
+    key: ClassVar[str] = "dac"
+    UNITS: ClassVar[dict] = {"bits": "input resolution, bits"}
+    DOC: ClassVar[str] = "inputs quantized to b bits; cost: b bit-serial input cycles, each an ADC conversion per column"
+    bits: int = 8
+
+    def __post_init__(self):
+        _positive_int("dac bits", self.bits, 1, 16)
+
+    def apply(self, design, context):
+        return design.with_spec(periphery=replace(design.spec.periphery, dac_bits=int(self.bits)))
+
+
+@dataclass(frozen=True)
+class DriftCompensation(Mitigation):
+    key: ClassVar[str] = "drift-compensation"
+    UNITS: ClassVar[dict] = {"period_s": "seconds between calibrations"}
+    DOC: ClassVar[str] = ("global drift compensation per layer (aihwkit's GlobalDriftCompensation): outputs rescaled by a "
+                          "calibration read; cost: one calibration MVM per tile per period")
+    period_s: float = 86400.0
+
+    def __post_init__(self):
+        _period("drift-compensation period_s", self.period_s)
+
+    def apply(self, design, context):
+        d = design.with_spec(periphery=replace(design.spec.periphery, drift_compensation=True))
+        return replace(d, calibration_period_s=float(self.period_s))
+
+
+@dataclass(frozen=True)
+class Refresh(Mitigation):
+    key: ClassVar[str] = "refresh"
+    UNITS: ClassVar[dict] = {"period_s": "seconds between reprogrammings"}
+    DOC: ClassVar[str] = ("the chip reprogrammed every period: it is read at most period_s after programming (the "
+                          "worst moment of the period is simulated); cost: the chip's write time once per period")
+    period_s: float = 3600.0
+
+    def __post_init__(self):
+        _period("refresh period_s", self.period_s)
+
+    def apply(self, design, context):
+        d = design.with_spec(time_s=min(float(design.spec.time_s), float(self.period_s)))
+        return replace(d, refresh_period_s=float(self.period_s))
+
+
+@dataclass(frozen=True)
+class Combination(Mitigation):
+    """Several mitigations applied left to right (``a + b``)."""
+
+    items: tuple = field(default_factory=tuple)
+
+    @property
+    def parts(self):
+        return tuple(self.items)
+
+    def apply(self, design, context):
+        for m in self.items:
+            design = m.apply(design, context)
+        return design
+
+    def __str__(self) -> str:
+        return " + ".join(str(m) for m in self.items) if self.items else "baseline"
+
+
+#: The catalogue: key -> class.
+CATALOGUE = {c.key: c for c in (WriteVerify, SelectiveWriteVerify, Replicas, BitSlicing, Differential,
+                                  AdcPrecision, DacPrecision, DriftCompensation, Refresh)}
+
+
+def _value(text: str, default):
+    if isinstance(default, bool):
+        low = text.lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+        raise ValueError(text)
+    if isinstance(default, int):
+        f = float(text)
+        return int(f) if f == int(f) else f
+    if isinstance(default, float):
+        return float(text)
+    return text
+
+
+def parse_mitigation(spec) -> Mitigation:
+    """A :class:`Mitigation` from a string (``"write-verify:tolerance=0.05"``, ``"swim:fraction=0.1
+    + adc:bits=6"``, ``"baseline"``) or a Mitigation (returned as is)."""
+    if isinstance(spec, Mitigation):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelSpecError(f"a mitigation must be a string like 'write-verify:tolerance=0.05'; got {spec!r}.")
+    items = []
+    for part in spec.split("+"):
+        part = part.strip()
+        name, _, params = part.partition(":")
+        key = name.strip().lower().replace("_", "-")
+        if key in ("baseline", "none"):
+            if params.strip():
+                raise ModelSpecError(f"{key!r} takes no parameters; got {part!r}.")
+            continue
+        cls = CATALOGUE.get(key)
+        if cls is None:
+            raise ModelSpecError(f"unknown mitigation {name.strip()!r} in {spec!r}; the catalogue has: "
+                                 f"{', '.join(CATALOGUE)} (and 'baseline').")
+        defaults = {f.name: f.default for f in fields(cls)}
+        kw = {}
+        for item in filter(None, (p.strip() for p in params.split(","))):
+            k, eq, v = item.partition("=")
+            k = k.strip()
+            if not eq or k not in defaults:
+                known = ", ".join(defaults) or "none"
+                raise ModelSpecError(f"{cls.key}: {item!r} is not a parameter=value pair it knows; its parameters: {known}.")
+            try:
+                kw[k] = _value(v.strip(), defaults[k])
+            except ValueError:
+                raise ModelSpecError(f"{cls.key}: {k}={v.strip()!r} is not a valid {type(defaults[k]).__name__}.") from None
+        items.append(cls(**kw))
+    if len(items) == 1:
+        return items[0]
+    return Combination(tuple(items))
