@@ -381,3 +381,28 @@ def test_rank_quantile_metric_with_checkpoint_resume(small, tmp_path):
     assert [c.robustness.value for c in r2.candidates] == [c.robustness.value for c in r1.candidates]
     q_base, q_wv = (c.robustness.value for c in r1.candidates)
     assert q_wv >= q_base
+
+
+# ------------------------------------------------------------------ drift compensation in latent space
+@pytest.mark.parametrize("adc", [0, 6])
+def test_latent_drift_compensation_matches_monte_carlo(case, adc):
+    from dataclasses import replace
+
+    from reliability.sampling.scoring import ChipScorer
+
+    spec = parse_variation("pcm").with_(time_s=86400.0)
+    spec = spec.with_(periphery=replace(spec.periphery, drift_compensation=True, adc_bits=adc))
+    sim = ChipSimulator(case.network, spec, threads=1)
+    lat = LatentChips(sim)
+    assert [k for k, _, _ in lat.blocks].count("read_ref") == len(sim.maps)
+    n = 1500
+    counts, _ = ChipScorer(sim, lat, case.X, case.y).counts_and_margins(lat.draw(np.random.default_rng(0), n))
+    a_lat = counts / len(case.y)
+    a_mc = sim.evaluate(case.X, case.y, n, rng=0).accuracy
+    se = math.sqrt(a_lat.var() / n + a_mc.var() / n)
+    assert abs(a_lat.mean() - a_mc.mean()) < 4 * se
+    # without compensation the drifted chips are worse on average (the compensation is applied)
+    plain = ChipSimulator(case.network, spec.with_(periphery=replace(spec.periphery, drift_compensation=False)), threads=1)
+    lat0 = LatentChips(plain)
+    c0, _ = ChipScorer(plain, lat0, case.X, case.y).counts_and_margins(lat0.draw(np.random.default_rng(0), n))
+    assert a_lat.mean() > c0.mean() / len(case.y)

@@ -24,7 +24,6 @@ import numpy as np
 from scipy import special
 
 from reliability.devices.components import EmpiricalVariation
-from reliability.errors import ModelSpecError
 from reliability.streams import chip_rng
 
 __all__ = ["LatentChips"]
@@ -33,22 +32,26 @@ __all__ = ["LatentChips"]
 class LatentChips:
     """The latent (standard-normal) parametrization of a :class:`~reliability.cim.ChipSimulator`.
 
-    Periphery with drift compensation is not supported here (it needs a second read of the same
-    chip); DAC/ADC are applied by the simulator's forward as usual.
+    DAC/ADC are applied by the simulator's forward as usual.  With global drift compensation the
+    chip is read twice, at the inference time and at the drift reference time (a ``read_ref``
+    block of fresh read noise), and each layer's weights and slice levels are scaled by
+    ``alpha = sum|colsum W_ref| / sum|colsum W|`` (an ADC's range scaled by ``1 / alpha`` and its
+    output by ``alpha``, as the simulator does, quantizes ``alpha x`` levels at the full range: the
+    same numbers).  The conductance view (gradient objectives) does not apply ``alpha``.
     """
 
     def __init__(self, simulator):
         self.sim = simulator
         dev = simulator.device
-        if simulator.spec.periphery.drift_compensation:
-            raise ModelSpecError("tail estimation in latent space does not support drift_compensation yet; "
-                                 "switch it off in [periphery] or use plain Monte Carlo.")
+        self.compensate = bool(simulator.spec.periphery.drift_compensation)
         self.device = dev
         self.dtype = simulator.dtype
         self._maps = simulator.maps      # decodes conductances to weights (identity in a conductance view)
         self.n_posterior = int(getattr(simulator, "n_posterior", 0) or 0)
         self._par_cache: dict = {}
         self._par, self.L, self.R = self._parameters(dev, simulator.prepared)
+        t_ref = simulator.t_ref
+        self.R_ref = float(dev.read_noise.time_factor(t_ref)) if dev.read_noise is not None else 0.0
         self.blocks: list[tuple[str, int, tuple]] = []   # (kind, layer index, shape)
         for li, p in enumerate(simulator.prepared):
             shape = p.shape
@@ -58,6 +61,8 @@ class LatentChips:
                 self.blocks.append(("nu", li, shape))
             if dev.read_noise is not None and self.R > 0:
                 self.blocks.append(("read", li, shape))
+            if self.compensate and dev.read_noise is not None and self.R_ref > 0:
+                self.blocks.append(("read_ref", li, shape))
             if dev.stuck is not None and (dev.stuck.p_low > 0 or dev.stuck.p_high > 0):
                 self.blocks.append(("stuck", li, shape))
         if dev.chip_gain is not None and dev.chip_gain.sigma > 0:
@@ -94,7 +99,7 @@ class LatentChips:
                 flat = par["targets"].ravel()
                 par["nu_mean"] = dev.drift.nu_mean(flat).reshape(shape).astype(self.dtype)
                 par["nu_std"] = dev.drift.nu_std(flat).reshape(shape).astype(self.dtype)
-            if dev.read_noise is not None and R > 0:
+            if dev.read_noise is not None:
                 par["q"] = dev.read_noise.q(par["targets"].ravel().astype(np.float64)).reshape(shape).astype(self.dtype)
             pars.append(par)
         return pars, L, R
@@ -107,6 +112,7 @@ class LatentChips:
         its own cache of posterior-draw parameters, so parameters in ``dtype`` never leak into this
         object's cache.  Nothing here is modified."""
         view = copy.copy(self)
+        view.compensate = False
         view._maps = [_IdentityDecode()] * len(self._maps)
         view.dtype = np.dtype(dtype)
         view._par_cache = {}
@@ -234,6 +240,7 @@ class LatentChips:
                     g += T
             if dev.floor is not None:
                 np.maximum(g, dt.type(dev.floor), out=g)
+            g_prog = g.copy() if self.compensate else None
             if ("nu", li) in by:
                 nu = par["nu_mean"] + par["nu_std"] * by[("nu", li)]
                 if dev.drift.fold:
@@ -244,23 +251,45 @@ class LatentChips:
                 g = g + np.abs(g) * par["q"] * dt.type(np.sqrt(R)) * by[("read", li)]
                 if dev.floor is not None:       # as DeviceModel.read: the floor holds after read noise
                     np.maximum(g, dt.type(dev.floor), out=g)
-            if ("stuck", li) in by:
-                st = dev.stuck
-                u = special.ndtr(by[("stuck", li)].astype(np.float64))
-                spread_z = zp if zp is not None else dt.type(0.0)
-                low = u < st.p_low
-                high = (~low) & (u < st.p_low + st.p_high)
-                g = np.where(low, dt.type(st.g_low) + dt.type(st.spread_low) * spread_z, g)
-                g = np.where(high, dt.type(st.g_high) + dt.type(st.spread_high) * spread_z, g)
-                if dev.floor is not None:
-                    np.maximum(g, dt.type(dev.floor), out=g)
-            if gain is not None:
-                g = g * gain.reshape((S,) + (1,) * T.ndim)
-            g = g.astype(dt, copy=False)
-            out.append(m.decode(g).astype(dt, copy=False))
+            g = self._stuck_and_gain(g, by, li, zp, dev, gain, S, T)
+            W = m.decode(g).astype(dt, copy=False)
+            lv = m.slice_levels(g).astype(dt, copy=False) if with_levels else None
+            if self.compensate:
+                # the reference read: no drift yet (t_ref = t0), fresh read noise, same stuck devices and gain
+                gr = g_prog
+                if ("read_ref", li) in by:
+                    gr = gr + np.abs(gr) * par["q"] * dt.type(np.sqrt(self.R_ref)) * by[("read_ref", li)]
+                    if dev.floor is not None:
+                        np.maximum(gr, dt.type(dev.floor), out=gr)
+                gr = self._stuck_and_gain(gr, by, li, zp, dev, gain, S, T)
+                W_ref = m.decode(gr.astype(dt, copy=False))
+                num = np.abs(W_ref.sum(axis=1)).sum(axis=1)
+                den = np.abs(W.sum(axis=1)).sum(axis=1)
+                alpha = np.where(den > 0, num / np.where(den > 0, den, 1), 1.0).astype(dt)
+                W = W * alpha[:, None, None]
+                if lv is not None:
+                    lv = lv * alpha.reshape((S,) + (1,) * (lv.ndim - 1))
+            out.append(W)
             if with_levels:
-                levels.append(m.slice_levels(g).astype(dt, copy=False))
+                levels.append(lv)
         return (out, levels) if with_levels else out
+
+    @staticmethod
+    def _stuck_and_gain(g, by, li, zp, dev, gain, S, T):
+        dt = g.dtype
+        if ("stuck", li) in by:
+            st = dev.stuck
+            u = special.ndtr(by[("stuck", li)].astype(np.float64))
+            spread_z = zp if zp is not None else dt.type(0.0)
+            low = u < st.p_low
+            high = (~low) & (u < st.p_low + st.p_high)
+            g = np.where(low, dt.type(st.g_low) + dt.type(st.spread_low) * spread_z, g)
+            g = np.where(high, dt.type(st.g_high) + dt.type(st.spread_high) * spread_z, g)
+            if dev.floor is not None:
+                np.maximum(g, dt.type(dev.floor), out=g)
+        if gain is not None:
+            g = g * gain.reshape((S,) + (1,) * T.ndim)
+        return g
 
 
 class _IdentityDecode:
