@@ -8,7 +8,7 @@ from reliability.cim.graph import (
     SUPPORTED_OPS, AnalogLayer, Cache, Gradients, GraphNode, Network, build_network, margin,
     softmax_cross_entropy,
 )
-from reliability.cim.importers import NPZ_FORMAT, from_sklearn, load_model, load_npz, load_onnx, save_npz
+from reliability.cim.importers import NPZ_FORMAT, from_sklearn, load_model, load_npz, load_onnx, save_npz, save_onnx
 from reliability.cim.spec import ChipSpec, MappingSpec, PeripherySpec, parse_variation
 from reliability.cim.mapping import LayerMapping
 from reliability.cim.simulate import ChipSimulator, SimulationResult, chip_rng
@@ -16,7 +16,7 @@ from reliability.cim.simulate import ChipSimulator, SimulationResult, chip_rng
 __all__ = [
     "SUPPORTED_OPS", "AnalogLayer", "Cache", "Gradients", "GraphNode", "Network", "build_network",
     "margin", "softmax_cross_entropy",
-    "NPZ_FORMAT", "from_sklearn", "load_model", "load_npz", "load_onnx", "save_npz",
+    "NPZ_FORMAT", "from_sklearn", "load_model", "load_npz", "load_onnx", "save_npz", "save_onnx",
     "ChipSpec", "MappingSpec", "PeripherySpec", "parse_variation", "LayerMapping", "ChipSimulator",
     "SimulationResult", "chip_rng",
 ]

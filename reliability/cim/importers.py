@@ -60,7 +60,7 @@ from reliability.cim.graph.ops_elementwise import _Flatten, _Softmax, _Unary
 from reliability.cim.graph.ops_pool import _Pool
 from reliability.errors import ModelSpecError
 
-__all__ = ["load_model", "load_onnx", "from_sklearn", "load_npz", "save_npz", "NPZ_FORMAT"]
+__all__ = ["load_model", "load_onnx", "from_sklearn", "load_npz", "save_npz", "save_onnx", "NPZ_FORMAT"]
 
 NPZ_FORMAT = "nvcim-reliability/layers-v1"
 _NPZ_TYPES = ("dense", "conv2d", "relu", "tanh", "sigmoid", "leaky_relu", "flatten", "maxpool2d",
@@ -386,39 +386,29 @@ def load_npz(path) -> Network:
                          source=str(path))
 
 
-def save_npz(network: Network, path) -> None:
-    """Write a sequential network in the ``.npz`` layer format (see the module docstring).
-
-    The clean weights are written (BatchNormalization already folded).  Networks with ops the
-    format cannot express (Reshape, Transpose, Add of two branches, 1-D convolutions, SAME
-    padding, ...) raise :class:`ModelSpecError`.
-    """
+def _chain(network: Network, target: str) -> list[dict]:
+    """The network as a chain of layers (``type`` and parameters, clean weights), for the writers;
+    :class:`ModelSpecError` for what a chain of these layers cannot express."""
     if not isinstance(network, Network):
-        raise ModelSpecError(f"save_npz needs a Network, got {type(network).__name__}")
+        raise ModelSpecError(f"save_{target} needs a Network, got {type(network).__name__}")
     if any(d is None for d in network.input_shape):
-        raise ModelSpecError("save_npz needs a fully known input shape, got "
-                             f"{network.input_shape}")
-    out = {"format": np.array(NPZ_FORMAT), "input_shape": np.array(network.input_shape, np.int64)}
-    cur = network._input_name
-    i = 0
+        raise ModelSpecError(f"save_{target} needs a fully known input shape, got {network.input_shape}")
+    cur = network.input_name
     layers = network.analog_layers
+    chain = []
 
     def fail(op, why):
-        raise ModelSpecError(f"cannot write node {op.name!r} ({op.op_type}) to the .npz layer "
-                             f"format: {why}; export the network to ONNX instead")
+        raise ModelSpecError(f"cannot write node {op.name!r} ({op.op_type}) as a chain of layers ({target}): {why}")
 
     for op in network.ops:
         if list(op.inputs[:1]) != [cur]:
             fail(op, "the network is not a simple chain of layers")
-        p = f"layer{i}_"
         if isinstance(op, _AnalogDense):
             if op.swap_in or op.swap_out:
                 fail(op, "transposed operands")
             layer = layers[op.index]
-            out[p + "type"] = np.array("dense")
-            out[p + "W"] = np.asarray(layer.weight, np.float64)
-            if layer.bias is not None:
-                out[p + "b"] = np.asarray(layer.bias, np.float64)
+            chain.append({"type": "dense", "W": np.asarray(layer.weight, np.float64),
+                          "b": None if layer.bias is None else np.asarray(layer.bias, np.float64)})
         elif isinstance(op, _AnalogConv):
             w = op.win
             if w.nd != 2:
@@ -428,45 +418,124 @@ def save_npz(network: Network, path) -> None:
             og = op.out_channels // op.group
             kh, kw = w.kernel
             gs = [layers[op.first + g] for g in range(op.group)]
-            out[p + "type"] = np.array("conv2d")
-            out[p + "W"] = np.concatenate([g.weight.T.reshape(og, op.cg, kh, kw) for g in gs])
+            b = None
             if any(g.bias is not None for g in gs):
-                out[p + "b"] = np.concatenate([g.bias if g.bias is not None else np.zeros(og)
-                                               for g in gs])
-            out[p + "stride"] = np.array(w.strides)
-            out[p + "pad"] = np.array(w.pads if w.auto_pad == "NOTSET" else (0, 0, 0, 0))
-            out[p + "dilation"] = np.array(w.dilations)
-            out[p + "groups"] = np.array(op.group)
+                b = np.concatenate([g.bias if g.bias is not None else np.zeros(og) for g in gs])
+            chain.append({"type": "conv2d", "W": np.concatenate([g.weight.T.reshape(og, op.cg, kh, kw) for g in gs]),
+                          "b": b, "stride": tuple(w.strides), "pad": tuple(w.pads if w.auto_pad == "NOTSET" else (0, 0, 0, 0)),
+                          "dilation": tuple(w.dilations), "groups": int(op.group)})
         elif isinstance(op, _Unary):
             if op.op_type in ("Identity", "Dropout"):
                 continue
-            out[p + "type"] = np.array({"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid",
-                                        "LeakyRelu": "leaky_relu"}[op.op_type])
-            if op.op_type == "LeakyRelu":
-                out[p + "alpha"] = np.array(op.alpha)
+            if op.op_type not in ("Relu", "Tanh", "Sigmoid", "LeakyRelu"):
+                fail(op, "op type not in the format")
+            chain.append({"type": {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid",
+                                   "LeakyRelu": "leaky_relu"}[op.op_type], "alpha": getattr(op, "alpha", None)})
         elif isinstance(op, _Flatten):
             if op.axis != 1:
                 fail(op, f"Flatten axis {op.axis} (only 1)")
-            out[p + "type"] = np.array("flatten")
+            chain.append({"type": "flatten"})
         elif isinstance(op, _Pool):
             w = op.win
             if w.nd != 2 or w.auto_pad not in ("NOTSET", "VALID") or w.ceil_mode \
                     or any(d != 1 for d in w.dilations):
                 fail(op, "only 2-D pools with explicit padding, floor mode and no dilation")
-            out[p + "type"] = np.array("maxpool2d" if op.op_type == "MaxPool" else "avgpool2d")
-            out[p + "kernel"] = np.array(w.kernel)
-            out[p + "stride"] = np.array(w.strides)
-            out[p + "pad"] = np.array(w.pads if w.auto_pad == "NOTSET" else (0, 0, 0, 0))
-            if op.op_type == "AveragePool":
-                out[p + "count_include_pad"] = np.array(int(op.count_include_pad))
+            chain.append({"type": "maxpool2d" if op.op_type == "MaxPool" else "avgpool2d", "kernel": tuple(w.kernel),
+                          "stride": tuple(w.strides), "pad": tuple(w.pads if w.auto_pad == "NOTSET" else (0, 0, 0, 0)),
+                          "count_include_pad": int(getattr(op, "count_include_pad", 0))})
         elif isinstance(op, _Softmax):
             if op.legacy:
                 fail(op, "opset < 13 Softmax semantics")
-            out[p + "type"] = np.array("softmax")
-            out[p + "axis"] = np.array(op.axis)
+            chain.append({"type": "softmax", "axis": int(op.axis)})
         else:
             fail(op, "op type not in the format")
         cur = op.outputs[0]
-        i += 1
-    out["n_layers"] = np.array(i)
+    return chain
+
+
+def save_npz(network: Network, path) -> None:
+    """Write a sequential network in the ``.npz`` layer format (see the module docstring).
+
+    The clean weights are written (BatchNormalization already folded).  Networks with ops the
+    format cannot express (Reshape, Transpose, Add of two branches, 1-D convolutions, SAME
+    padding, ...) raise :class:`ModelSpecError`; export those to ONNX with your framework.
+    """
+    out = {"format": np.array(NPZ_FORMAT)}
+    chain = _chain(network, "npz")
+    out["input_shape"] = np.array(network.input_shape, np.int64)
+    for i, layer in enumerate(chain):
+        p = f"layer{i}_"
+        t = layer["type"]
+        out[p + "type"] = np.array(t)
+        if t in ("dense", "conv2d"):
+            out[p + "W"] = layer["W"]
+            if layer["b"] is not None:
+                out[p + "b"] = layer["b"]
+        if t == "conv2d":
+            for k in ("stride", "pad", "dilation", "groups"):
+                out[p + k] = np.array(layer[k])
+        elif t == "leaky_relu":
+            out[p + "alpha"] = np.array(layer["alpha"])
+        elif t in ("maxpool2d", "avgpool2d"):
+            for k in ("kernel", "stride", "pad"):
+                out[p + k] = np.array(layer[k])
+            if t == "avgpool2d":
+                out[p + "count_include_pad"] = np.array(layer["count_include_pad"])
+        elif t == "softmax":
+            out[p + "axis"] = np.array(layer["axis"])
+    out["n_layers"] = np.array(len(chain))
     np.savez(Path(path), **out)
+
+
+def save_onnx(network: Network, path, overwrite: bool = False, opset: int = 17) -> Path:
+    """Write a sequential network (the layers :func:`save_npz` can write) as an ONNX model with
+    its clean weights in float32, e.g. a network after hardware-aware fine-tuning.
+
+    Dense layers become ``Gemm`` (``B = W``, ``transB = 0``), convolutions ``Conv``; the batch axis
+    is left open.  Refuses to overwrite ``path`` unless ``overwrite``."""
+    from onnx import TensorProto, checker, helper, numpy_helper, save_model
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True or choose another path.")
+    chain = _chain(network, "onnx")
+    nodes, inits = [], []
+    cur = "input"
+    for i, layer in enumerate(chain):
+        t, out = layer["type"], f"t{i}"
+        if t in ("dense", "conv2d"):
+            names = [cur, f"W{i}"]
+            inits.append(numpy_helper.from_array(np.asarray(layer["W"], np.float32), f"W{i}"))
+            if layer["b"] is not None:
+                inits.append(numpy_helper.from_array(np.asarray(layer["b"], np.float32), f"b{i}"))
+                names.append(f"b{i}")
+            if t == "dense":
+                nodes.append(helper.make_node("Gemm", names, [out], name=f"dense{i}"))
+            else:
+                nodes.append(helper.make_node("Conv", names, [out], name=f"conv{i}", strides=list(layer["stride"]),
+                                              pads=list(layer["pad"]), dilations=list(layer["dilation"]),
+                                              group=layer["groups"], kernel_shape=list(layer["W"].shape[2:])))
+        elif t in ("relu", "tanh", "sigmoid"):
+            nodes.append(helper.make_node(t.capitalize(), [cur], [out], name=f"{t}{i}"))
+        elif t == "leaky_relu":
+            nodes.append(helper.make_node("LeakyRelu", [cur], [out], name=f"leaky_relu{i}", alpha=float(layer["alpha"])))
+        elif t == "flatten":
+            nodes.append(helper.make_node("Flatten", [cur], [out], name=f"flatten{i}", axis=1))
+        elif t in ("maxpool2d", "avgpool2d"):
+            kw = dict(kernel_shape=list(layer["kernel"]), strides=list(layer["stride"]), pads=list(layer["pad"]))
+            if t == "avgpool2d":
+                kw["count_include_pad"] = layer["count_include_pad"]
+            nodes.append(helper.make_node("MaxPool" if t == "maxpool2d" else "AveragePool", [cur], [out],
+                                          name=f"{t}{i}", **kw))
+        elif t == "softmax":
+            nodes.append(helper.make_node("Softmax", [cur], [out], name=f"softmax{i}", axis=layer["axis"]))
+        cur = out
+    inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *network.input_shape])
+    n_out = network.n_outputs
+    outp = helper.make_tensor_value_info(cur, TensorProto.FLOAT, ["batch", n_out] if n_out else ["batch", "outputs"])
+    graph = helper.make_graph(nodes, "nvcim-reliability", [inp], [outp], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", int(opset))],
+                              producer_name="nvcim-reliability")
+    checker.check_model(model)
+    save_model(model, str(path))
+    return path

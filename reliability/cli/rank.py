@@ -12,10 +12,10 @@ def add_parser(subparsers) -> None:
     """Add the ``rank`` command to the ``reliability`` command's subparsers."""
     rk = subparsers.add_parser("rank", help="rank mitigations (write-verify, SWIM, replicas, ADC bits...) by cost "
                                "against robustness")
-    rk.add_argument("--model", required=True, help="network: .onnx or .npz layer file")
-    rk.add_argument("--data", required=True, help=".npz with X and y")
-    rk.add_argument("--variation", required=True, help="the baseline chip: weight-gaussian:sigma=S, a device preset, "
-                    "or a chip file")
+    rk.add_argument("--model", help="network: .onnx or .npz layer file (required)")
+    rk.add_argument("--data", help=".npz with X and y (required)")
+    rk.add_argument("--variation", help="the baseline chip: weight-gaussian:sigma=S, a device preset, or a chip file "
+                    "(required)")
     rk.add_argument("--mitigation", action="append", default=[], metavar="SPEC",
                     help="a candidate (repeatable), e.g. write-verify:tolerance=0.05, swim:fraction=0.1, replicas:n=2, "
                     "'write-verify + adc:bits=6'; 'reliability rank --catalogue' lists them")
@@ -26,6 +26,8 @@ def add_parser(subparsers) -> None:
     rk.add_argument("--method", default="auto", choices=["auto", "hybrid", "subset", "mc", "is"],
                     help="tail estimator for quantile and prob metrics (see 'reliability tail')")
     rk.add_argument("--costs", help="a TOML file overriding the shipped unit costs and weights")
+    rk.add_argument("--train", help=".npz with training X and y: needed by noise-training, used for SWIM's "
+                    "sensitivities when given")
     rk.add_argument("--target", type=float, help="also name the cheapest candidate reaching this robustness")
     rk.add_argument("--checkpoint", help="JSON file of finished candidates: written as the run goes, resumed from")
     rk.add_argument("--catalogue", action="store_true", help="list the mitigations and their parameters, then exit")
@@ -58,6 +60,9 @@ def run(args) -> int:
     from reliability.errors import ReliabilityError
     from reliability.mitigation import parse_mitigation, rank
 
+    missing = [f"--{k}" for k in ("model", "data", "variation") if not getattr(args, k)]
+    if missing:
+        raise ReliabilityError(f"reliability rank needs {', '.join(missing)} (or --catalogue to list the mitigations).")
     if not args.mitigation:
         raise ReliabilityError("give at least one --mitigation SPEC (the baseline is always included); "
                                "'reliability rank --catalogue' lists them.")
@@ -67,8 +72,9 @@ def run(args) -> int:
         refuse_overwrite(args.json, "--json", args.force)
     net = load_model(args.model)
     X, y = load_evalset(args.data)
+    train = load_evalset(args.train) if args.train else None
     res = rank(net, X, y, args.variation, args.mitigation, metric=args.metric, budget=args.budget, rng=args.seed,
-               costs=args.costs, method=args.method, checkpoint=args.checkpoint,
+               costs=args.costs, method=args.method, train=train, checkpoint=args.checkpoint,
                progress=progress_bar("candidates"))
     rows = []
     for c in sorted(res.candidates, key=lambda c: c.rank):

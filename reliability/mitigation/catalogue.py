@@ -19,7 +19,8 @@ from reliability.errors import ModelSpecError
 
 __all__ = [
     "Design", "Mitigation", "Combination", "WriteVerify", "SelectiveWriteVerify", "Replicas", "BitSlicing",
-    "Differential", "AdcPrecision", "DacPrecision", "DriftCompensation", "Refresh", "CATALOGUE", "parse_mitigation",
+    "Differential", "AdcPrecision", "DacPrecision", "DriftCompensation", "Refresh", "NoiseAwareTraining", "CATALOGUE",
+    "parse_mitigation",
 ]
 
 
@@ -59,11 +60,20 @@ class Design:
 
 @dataclass(frozen=True)
 class Context:
-    """What a mitigation may need besides the design: data for sensitivities (and training)."""
+    """What a mitigation may need besides the design: the evaluation data, training data (for
+    fine-tuning, and for sensitivities when given) and the seed."""
 
     x: np.ndarray
     y: np.ndarray
     seed: int = 0
+    train_x: np.ndarray | None = None
+    train_y: np.ndarray | None = None
+
+    def fit_data(self):
+        """The data sensitivities are estimated on: the training data when given, else the evaluation data."""
+        if self.train_x is not None:
+            return self.train_x, self.train_y
+        return self.x, self.y
 
 
 class Mitigation:
@@ -163,7 +173,8 @@ class SelectiveWriteVerify(Mitigation):
         if self.fraction == 1:
             return verified
         sim = verified.simulator(threads=1)
-        scores = weight_scores(sim, context.x, context.y, self.select, rng=context.seed)
+        fx, fy = context.fit_data()
+        scores = weight_scores(sim, fx, fy, self.select, rng=context.seed)
         mask = top_fraction_mask(scores, self.fraction)
         return replace(verified, verify_mask=tuple(mask))
 
@@ -271,6 +282,50 @@ class Refresh(Mitigation):
 
 
 @dataclass(frozen=True)
+class NoiseAwareTraining(Mitigation):
+    key: ClassVar[str] = "noise-training"
+    UNITS: ClassVar[dict] = {"sigma": "injected noise std relative to each layer's max|W|", "noise": "gaussian | censored",
+                             "censor": "censoring point of the censored noise, standard deviations",
+                             "epochs": "training epochs", "lr": "Adam learning rate", "chips": "noisy copies per batch",
+                             "batch": "samples per mini-batch"}
+    DOC: ClassVar[str] = ("hardware-aware fine-tuning with injected weight noise (Gaussian, or right-censored Gaussian as "
+                          "Yan et al. ICCAD'23) through the core's gradients, on the training data; cost: epochs")
+    sigma: float = 0.1
+    noise: str = "gaussian"
+    censor: float = 1.0
+    epochs: int = 10
+    lr: float = 1e-3
+    chips: int = 4
+    batch: int = 32
+
+    def __post_init__(self):
+        from reliability.mitigation.training import NOISES
+
+        if self.noise not in NOISES:
+            raise ModelSpecError(f"noise-training noise must be one of {', '.join(NOISES)}; got {self.noise!r}.")
+        for name in ("sigma", "lr"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and np.isfinite(v)):
+                raise ModelSpecError(f"noise-training {name} must be a positive number; got {v!r}.")
+        if isinstance(self.censor, bool) or not isinstance(self.censor, (int, float)) or not np.isfinite(self.censor):
+            raise ModelSpecError(f"noise-training censor must be a number of standard deviations; got {self.censor!r}.")
+        _positive_int("noise-training epochs", self.epochs, 1, 10000)
+        _positive_int("noise-training chips", self.chips, 1, 1024)
+        _positive_int("noise-training batch", self.batch, 1, 1 << 20)
+
+    def apply(self, design, context):
+        from reliability.mitigation.training import finetune
+
+        if context.train_x is None:
+            raise ModelSpecError("noise-training needs training data (never the evaluation set): pass train=(X, y) "
+                                 "to rank(), or --train FILE.npz on the command line.")
+        net, _ = finetune(design.network, context.train_x, context.train_y, sigma=float(self.sigma), noise=self.noise,
+                          censor=float(self.censor), epochs=int(self.epochs), lr=float(self.lr), batch=int(self.batch),
+                          chips=int(self.chips), rng=context.seed)
+        return replace(design, network=net, training_epochs=design.training_epochs + int(self.epochs))
+
+
+@dataclass(frozen=True)
 class Combination(Mitigation):
     """Several mitigations applied left to right (``a + b``)."""
 
@@ -291,7 +346,7 @@ class Combination(Mitigation):
 
 #: The catalogue: key -> class.
 CATALOGUE = {c.key: c for c in (WriteVerify, SelectiveWriteVerify, Replicas, BitSlicing, Differential,
-                                  AdcPrecision, DacPrecision, DriftCompensation, Refresh)}
+                                  AdcPrecision, DacPrecision, DriftCompensation, Refresh, NoiseAwareTraining)}
 
 
 def _value(text: str, default):

@@ -281,7 +281,7 @@ def _fingerprint(design, metric, budget, seed, method) -> str:
 
 
 def rank(network, x, y, variation, mitigations, *, metric="quantile:1e-4", budget: int = 20000, rng=0,
-         costs: CostModel | str | Path | None = None, method: str = "auto", threads: int | None = None,
+         costs: CostModel | str | Path | None = None, method: str = "auto", train=None, threads: int | None = None,
          checkpoint=None, progress=None) -> Ranking:
     """Rank mitigation candidates against the baseline by cost and robustness.
 
@@ -304,6 +304,9 @@ def rank(network, x, y, variation, mitigations, *, metric="quantile:1e-4", budge
         Unit costs (default: the shipped ``costs.toml``).
     method : str
         Tail estimator for quantile and prob metrics (as :func:`~reliability.sampling.estimate_tail`).
+    train : (X, y), optional
+        Training data: needed by ``noise-training`` (fine-tuning never sees the evaluation set),
+        and used for SWIM's sensitivities when given (else the evaluation data is).
     checkpoint : path, optional
         A JSON file the finished candidates are written to; a rerun with the same file skips
         the candidates it holds for the same network, chip, metric, budget, seed and method.
@@ -335,7 +338,12 @@ def rank(network, x, y, variation, mitigations, *, metric="quantile:1e-4", budge
         seen.add(name)
         cands.append((name, mit))
     base = Design(network, parse_variation(variation))
-    ctx = Context(x, y, seed)
+    tx = ty = None
+    if train is not None:
+        tx, ty = (np.asarray(a) for a in train)
+        if tx.shape[0] != ty.shape[0]:
+            raise ReliabilityError(f"train has {tx.shape[0]} inputs but {ty.shape[0]} labels; give one label per input.")
+    ctx = Context(x, y, seed, tx, ty)
     rows = rows_per_inference(network, x)
     saved = {}
     ck = Path(checkpoint) if checkpoint else None

@@ -406,3 +406,87 @@ def test_latent_drift_compensation_matches_monte_carlo(case, adc):
     lat0 = LatentChips(plain)
     c0, _ = ChipScorer(plain, lat0, case.X, case.y).counts_and_margins(lat0.draw(np.random.default_rng(0), n))
     assert a_lat.mean() > c0.mean() / len(case.y)
+
+
+# ------------------------------------------------------------------ noise-aware fine-tuning and ONNX export
+@pytest.fixture(scope="module")
+def digits_train():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.data[:1200] / 16).astype(np.float32), d.target[:1200]
+
+
+def test_finetune_lowers_noisy_loss_and_exports_onnx(case, digits_train, tmp_path):
+    from reliability.cim import load_onnx, save_onnx
+    from reliability.mitigation import finetune
+
+    X, y = digits_train
+    tuned, hist = finetune(case.network, X, y, sigma=0.1, epochs=4, rng=0)
+    assert len(hist.loss) == 4 and hist.loss[-1] < hist.loss[0]
+    assert all(not np.array_equal(a.weight, b.weight) for a, b in zip(tuned.analog_layers, case.network.analog_layers))
+    assert all(a.bias is b.bias for a, b in zip(tuned.analog_layers, case.network.analog_layers))
+    for layer in tuned.analog_layers:
+        assert layer.layer_max_abs == float(np.max(np.abs(layer.weight)))
+    # the same seed gives the same network
+    again, _ = finetune(case.network, X, y, sigma=0.1, epochs=4, rng=0)
+    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(tuned.analog_layers, again.analog_layers))
+    p = save_onnx(tuned, tmp_path / "tuned.onnx")
+    back = load_onnx(p)
+    out_a = tuned.forward(case.X[:64])[0]
+    out_b = back.forward(case.X[:64])[0]
+    assert np.allclose(out_a, out_b, atol=1e-5)
+    with pytest.raises(FileExistsError):
+        save_onnx(tuned, p)
+    cen, _ = finetune(case.network, X, y, sigma=0.1, noise="censored", censor=0.5, epochs=1, rng=0)
+    assert not np.array_equal(cen.analog_layers[0].weight, tuned.analog_layers[0].weight)
+    with pytest.raises(ModelSpecError, match="noise"):
+        finetune(case.network, X, y, noise="uniform")
+
+
+def test_with_weights_checks_shapes(case):
+    with pytest.raises(ModelSpecError, match="one array per analog layer"):
+        case.network.with_weights([case.network.analog_layers[0].weight])
+    with pytest.raises(ModelSpecError, match="finite"):
+        case.network.with_weights([np.zeros((2, 2))] * len(case.network.analog_layers))
+
+
+def test_noise_training_mitigation_needs_training_data_and_counts_epochs(case, digits_train):
+    X, y = digits_train
+    base = Design(case.network, parse_variation(WG))
+    m = parse_mitigation("noise-training:epochs=2,sigma=0.1")
+    with pytest.raises(ModelSpecError, match="training data"):
+        m.apply(base, Context(case.X, case.y))
+    d = m.apply(base, Context(case.X, case.y, 0, X, y))
+    assert d.training_epochs == 2 and d.network is not case.network
+    assert crn_signature(d.simulator(1)) == crn_signature(base.simulator(1))
+
+
+def test_rank_command_line(case, digits_train, tmp_path, capsys):
+    from reliability.cli import main
+
+    X, y = digits_train
+    np.savez(tmp_path / "train.npz", X=X, y=y)
+    np.savez(tmp_path / "eval.npz", X=case.X, y=case.y)
+    model = str(case.path / "model.onnx")
+    out = tmp_path / "rank.json"
+    rc = main(["rank", "--model", model, "--data", str(tmp_path / "eval.npz"), "--variation", WG,
+               "--mitigation", "write-verify:tolerance=0.03", "--mitigation", "noise-training:epochs=2",
+               "--train", str(tmp_path / "train.npz"), "--metric", "mean", "--budget", "200", "--json", str(out),
+               "--target", "0.5"])
+    assert rc == 0
+    d = json.loads(out.read_text())
+    assert [c["name"] for c in d["mitigations"]] == ["write-verify:tolerance=0.03", "noise-training:epochs=2"]
+    assert d["mitigations"][1]["cost"]["training_epochs"]["value"] == 2
+    text = capsys.readouterr().out
+    assert "Pareto front" in text and "cheapest reaching 0.5" in text
+    assert main(["rank", "--model", model, "--data", str(tmp_path / "eval.npz"), "--variation", WG,
+                 "--mitigation", "write-verify:tolerance=0.03", "--metric", "mean", "--budget", "200",
+                 "--json", str(out)]) == 2                                     # no overwrite without --force
+    assert main(["rank", "--model", model, "--data", str(tmp_path / "eval.npz"), "--variation", WG,
+                 "--mitigation", "wrte-verify"]) == 2
+    assert main(["rank", "--catalogue"]) == 0
+    tuned = tmp_path / "tuned.onnx"
+    assert main(["finetune", "--model", model, "--train", str(tmp_path / "train.npz"), "--out", str(tuned),
+                 "--epochs", "1"]) == 0
+    assert tuned.exists()

@@ -9,6 +9,7 @@ callback is treated as the plain product ``X @ W`` of the weights actually used 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -81,6 +82,11 @@ class Network:
         return None if self.output_shape is None else int(math.prod(self.output_shape))
 
     @property
+    def input_name(self) -> str:
+        """The name of the graph's data input (the value the first op reads)."""
+        return self._input_name
+
+    @property
     def ops(self) -> tuple:
         """The executor's ops in order (read-only view, for inspection)."""
         return self._ops
@@ -102,6 +108,33 @@ class Network:
                                 for g in range(op.group))
             lines.append(f"  {op.op_type:<18} {op.name}{extra}")
         return "\n".join(lines)
+
+    def with_weights(self, weights, source: str | None = None) -> "Network":
+        """A copy of this network with new clean weights, one ``(K, N)`` array per analog layer
+        (e.g. after fine-tuning); biases, ops and everything else are shared.  Each layer's
+        ``layer_max_abs`` is recomputed over its whole node (all groups of a grouped convolution)."""
+        weights = [np.array(w, dtype=np.float64) for w in weights]
+        if len(weights) != len(self.analog_layers):
+            raise ModelSpecError(f"with_weights needs one array per analog layer ({len(self.analog_layers)}); "
+                                 f"got {len(weights)}.")
+        for layer, w in zip(self.analog_layers, weights):
+            if w.shape != layer.weight.shape or not np.all(np.isfinite(w)):
+                raise ModelSpecError(f"with_weights: layer {layer.name!r} needs a finite {layer.weight.shape} array; "
+                                     f"got shape {w.shape}.")
+        node_max = [float(np.max(np.abs(w))) for w in weights]
+        for op in self._ops:
+            if isinstance(op, _AnalogConv):
+                m = max(node_max[op.first + g] for g in range(op.group))
+                for g in range(op.group):
+                    node_max[op.first + g] = m
+        layers = []
+        for layer, w, m in zip(self.analog_layers, weights, node_max):
+            w.setflags(write=False)
+            layers.append(dataclasses.replace(layer, weight=w, layer_max_abs=m))
+        return Network(ops=self._ops, analog_layers=layers, constants=self._constants, input_name=self._input_name,
+                       output_name=self._output_name, input_shape=self.input_shape, output_shape=self.output_shape,
+                       declared_batch=self._declared_batch, classes=self.classes,
+                       source=source if source is not None else self.source)
 
     # ---- execution ----
 
