@@ -70,19 +70,15 @@ def _git(*args) -> str:
         return ""
 
 
-def write_results_file(rows: list[dict], directory: Path, argv: list[str]) -> Path:
-    """Write ``rows`` as a results file (schema of ``docs/gen_results.py``) with their provenance:
-    this script and its options, the commit (``-dirty`` when the working tree has changes), the date
-    and the machine.  Times are rounded to 4 significant digits, ratios to 3."""
+def provenance(script: str, argv: list[str]) -> dict:
+    """The provenance block of a results file: ``script`` and its options (``argv`` less where the
+    results are written), the commit (``-dirty`` when tracked files have changes), today's date
+    and the machine."""
     import datetime
 
     commit = _git("rev-parse", "HEAD") or "unknown"
     if commit != "unknown" and _git("status", "--porcelain", "--untracked-files=no"):
         commit += "-dirty"
-
-    def sig(v, n):
-        return None if v is None or not np.isfinite(v) else float(f"{v:.{n}g}")
-
     kept, skip = [], False
     for a in argv:          # the options that shaped the numbers: not where they are written
         if skip or a.startswith("--results-dir="):
@@ -91,17 +87,25 @@ def write_results_file(rows: list[dict], directory: Path, argv: list[str]) -> Pa
             skip = True
         else:
             kept.append(a)
-    options = " ".join(kept) or "defaults"
+    return {"script": script, "options": " ".join(kept) or "defaults", "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+            "recorded": "measured by this run",
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                       f"Python {platform.python_version()}"}
+
+
+def write_results_file(rows: list[dict], directory: Path, argv: list[str]) -> Path:
+    """Write ``rows`` as a results file (schema of ``docs/gen_results.py``) with their provenance
+    (:func:`provenance`).  Times are rounded to 4 significant digits, ratios to 3."""
+
+    def sig(v, n):
+        return None if v is None or not np.isfinite(v) else float(f"{v:.{n}g}")
+
     doc = {
         "schema": "nvcim-reliability/results", "schema_version": 1,
         "id": "benchmark-run", "order": 90,
         "title": "Benchmark suite: the latest run of benchmarks/run.py",
-        "provenance": {
-            "script": "benchmarks/run.py", "options": options, "commit": commit,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-            "recorded": "measured by this run",
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                       f"Python {platform.python_version()}"},
+        "provenance": provenance("benchmarks/run.py", argv),
         "summary": "Ratio = measured / target (a ratio of 1 or less meets the target); for the nvCiM rows the "
                    "target is 2 x the bare products' time.",
         "tables": [{"caption": "Benchmarks",

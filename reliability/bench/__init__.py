@@ -106,13 +106,14 @@ def available_cases() -> tuple[str, ...]:
     return tuple(sorted(p.name for p in CASES_DIR.iterdir() if (p / "case.json").is_file()))
 
 
-def load_case(name: str) -> Case:
-    """Load a shipped benchmark case by name.
+def load_case(name) -> Case:
+    """Load a benchmark case: a shipped one by name, or any case folder in the same format by path.
 
     Parameters
     ----------
-    name : str
-        The case's name; :func:`available_cases` lists them (``"digits_mlp_s05"``).
+    name : str or path
+        The case's name; :func:`available_cases` lists them (``"digits_mlp_s05"``); or a folder
+        holding ``model.onnx``, ``data.npz``, ``case.json`` and ``reference_hist.npy``.
 
     Returns
     -------
@@ -122,14 +123,19 @@ def load_case(name: str) -> Case:
     Raises
     ------
     ReliabilityError
-        ``name`` is not a shipped case (the message lists those that are).
+        ``name`` is neither a shipped case (the message lists those that are) nor a folder.
     DataValidationError
         A file of the case is missing or inconsistent (a broken installation).
     """
     names = available_cases()
-    if not isinstance(name, str) or name not in names:
-        raise ReliabilityError(f"name={name!r}: not a shipped benchmark case; available: {', '.join(names) or 'none'}.")
-    folder = CASES_DIR / name
+    if isinstance(name, (str, Path)) and str(name) not in names and Path(name).is_dir():
+        folder = Path(name)
+        name = folder.name
+    elif not isinstance(name, str) or name not in names:
+        raise ReliabilityError(f"name={name!r}: not a shipped benchmark case nor a case folder; available: "
+                               f"{', '.join(names) or 'none'}.")
+    else:
+        folder = CASES_DIR / name
     missing = [f for f in _FILES if not (folder / f).is_file()]
     if missing:
         raise DataValidationError(f"benchmark case {name!r} at {folder}: missing {', '.join(missing)}; reinstall "
