@@ -1,4 +1,5 @@
-"""Figures of device fits.  matplotlib is imported inside each function (optional dependency)."""
+"""Figures of device fits and mitigation rankings.  matplotlib is imported inside each function
+(optional dependency)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_fit_qq"]
+__all__ = ["plot_fit_qq", "plot_ranking"]
 
 
 def plot_fit_qq(result, path=None, candidates: int = 3, max_levels: int = 6):
@@ -43,4 +44,48 @@ def plot_fit_qq(result, path=None, candidates: int = 3, max_levels: int = 6):
     if path is not None:
         fig.savefig(Path(path), dpi=120)
         plt.close(fig)
+    return fig
+
+
+def plot_ranking(ranking, path=None, cost: str = "scalar"):
+    """Cost against robustness of every candidate of a :class:`~reliability.mitigation.Ranking`:
+    robustness with its 95 % interval, the Pareto front joined, the baseline marked.
+
+    ``cost``: ``"scalar"`` (the weighted scalar) or an entry of the cost vector (e.g.
+    ``"write_time_s"``).  Returns the figure; writes it to ``path`` when given."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    cands = ranking.candidates
+
+    def cost_of(c):
+        return c.cost.scalar if cost == "scalar" else c.cost.values[cost]
+
+    xs = np.array([cost_of(c) for c in cands], dtype=float)
+    ys = np.array([c.robustness.value for c in cands])
+    lo = np.array([c.robustness.ci95[0] for c in cands])
+    hi = np.array([c.robustness.ci95[1] for c in cands])
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = ["tab:red" if c.name == "baseline" else ("tab:blue" if c.pareto else "tab:gray") for c in cands]
+    ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], fmt="none", ecolor="0.6", capsize=3, zorder=1)
+    ax.scatter(xs, ys, c=colors, zorder=2)
+    front = sorted((x, y) for x, y, c in zip(xs, ys, cands) if c.pareto)
+    if len(front) > 1:
+        ax.plot(*zip(*front), color="tab:blue", lw=1, ls="--", zorder=0, label="Pareto front")
+    for x, y, c in zip(xs, ys, cands):
+        tag = f"{c.rank}. {c.name}" + (" (unreliable)" if not c.robustness.reliable else "")
+        ax.annotate(tag, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    if np.all(xs > 0) and xs.max() / xs.min() > 100:
+        ax.set_xscale("log")
+    ax.set_xlabel("cost (weighted scalar)" if cost == "scalar" else f"cost: {cost}")
+    ax.set_ylabel(ranking.metric + (" (higher is better)" if ranking.higher_is_better else " (lower is better)"))
+    ax.set_title("Mitigations: cost against robustness (95 % intervals)")
+    if len(front) > 1:
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=130)
     return fig

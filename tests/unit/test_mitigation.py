@@ -490,3 +490,16 @@ def test_rank_command_line(case, digits_train, tmp_path, capsys):
     assert main(["finetune", "--model", model, "--train", str(tmp_path / "train.npz"), "--out", str(tuned),
                  "--epochs", "1"]) == 0
     assert tuned.exists()
+
+
+def test_plot_ranking_writes_a_figure(small, tmp_path):
+    pytest.importorskip("matplotlib")
+    from reliability.report import plot_ranking
+
+    net, x, y = small
+    res = rank(net, x, y, WG, ["write-verify:tolerance=0.02", "replicas:n=2"], metric="mean", budget=100, rng=0)
+    fig = plot_ranking(res, tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 1000
+    assert len(fig.axes[0].texts) == 3
+    plot_ranking(res, tmp_path / "w.png", cost="write_time_s")
+    assert (tmp_path / "w.png").exists()
