@@ -20,7 +20,8 @@ def add_parser(subparsers) -> None:
                     help="a candidate (repeatable), e.g. write-verify:tolerance=0.05, swim:fraction=0.1, replicas:n=2, "
                     "'write-verify + adc:bits=6'; 'reliability rank --catalogue' lists them")
     rk.add_argument("--metric", default="quantile:1e-4",
-                    help="quantile:K (K-th percentile accuracy, default quantile:1e-4), prob:A (P(accuracy <= A)) or mean")
+                    help="quantile:K (K-th percentile accuracy, default quantile:1e-4), prob:A (P(accuracy <= A)), mean, or "
+                    "worst:K (worst case found within +/- K sigma per device)")
     rk.add_argument("--budget", type=int, default=20000, help="chip evaluations per candidate (default 20000)")
     rk.add_argument("--seed", type=int, default=0, help="one seed for every candidate (common random numbers)")
     rk.add_argument("--method", default="auto", choices=["auto", "hybrid", "subset", "mc", "is"],

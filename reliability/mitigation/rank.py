@@ -40,7 +40,8 @@ Z95 = 1.959963984540054
 @dataclass(frozen=True)
 class Metric:
     """A robustness metric: ``quantile`` (the k-th percentile accuracy, higher is better), ``prob``
-    (P(accuracy <= a), lower is better) or ``mean`` (mean accuracy, higher is better)."""
+    (P(accuracy <= a), lower is better), ``mean`` (mean accuracy, higher is better) or ``worst``
+    (the worst-case accuracy found within +/- k sigma per device, higher is better)."""
 
     kind: str
     param: float | None = None
@@ -54,7 +55,7 @@ class Metric:
 
 
 def parse_metric(text) -> Metric:
-    """``quantile:K`` (0 < K < 0.5), ``prob:A`` (0 <= A < 1) or ``mean``."""
+    """``quantile:K`` (0 < K < 0.5), ``prob:A`` (0 <= A < 1), ``mean`` or ``worst:K`` (K > 0 sigma)."""
     if isinstance(text, Metric):
         return text
     s = str(text).strip().lower()
@@ -70,8 +71,15 @@ def parse_metric(text) -> Metric:
             return Metric(kind, v)
         if kind == "prob" and 0 <= v < 1:
             return Metric(kind, v)
+    if kind == "worst":
+        try:
+            v = float(p)
+        except ValueError:
+            v = float("nan")
+        if v > 0 and math.isfinite(v):
+            return Metric(kind, v)
     raise ModelSpecError(f"metric {text!r} is not one of quantile:K (0 < K < 0.5, e.g. quantile:1e-4), "
-                         "prob:A (0 <= A < 1, P(accuracy <= A)) or mean.")
+                         "prob:A (0 <= A < 1, P(accuracy <= A)), mean or worst:K (K > 0 sigma, e.g. worst:3).")
 
 
 @dataclass(frozen=True)
@@ -214,6 +222,16 @@ def _evaluate(design, sim, x, y, metric, budget, seed, method):
         reliable = res.complete
         return Robustness(m, (m - Z95 * se, m + Z95 * se), reliable, None if reliable else "interrupted",
                           n, time.perf_counter() - t0), a
+    if metric.kind == "worst":
+        from reliability.worstcase import worst_case
+
+        wc = worst_case(design.network, x, y, design.spec, bounds=(metric.param,), rng=seed, simulator=sim,
+                        sensitivity=False)
+        b = wc.bounds[0]
+        ok = b.source != "random"
+        return Robustness(b.accuracy, (b.accuracy, b.accuracy), ok,
+                          None if ok else "the search found no chip worse than the best random chip in the bound",
+                          int(wc.evaluations), time.perf_counter() - t0), None
     from reliability.sampling import estimate_tail
 
     if metric.kind == "quantile":
@@ -365,7 +383,10 @@ def rank(network, x, y, variation, mitigations, *, metric="quantile:1e-4", budge
                            got["seconds"])
             a = None
         else:
-            r, a = _evaluate(design, sim, x, y, metric, int(budget), seed, method)
+            try:
+                r, a = _evaluate(design, sim, x, y, metric, int(budget), seed, method)
+            except ReliabilityError as exc:
+                raise type(exc)(f"candidate {name!r}: {exc}") from None
             total_evals += r.evaluations
             if ck is not None and metric.kind != "mean" and r.reason != "interrupted":
                 saved[fp] = r.to_dict()

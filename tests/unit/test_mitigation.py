@@ -503,3 +503,17 @@ def test_plot_ranking_writes_a_figure(small, tmp_path):
     assert len(fig.axes[0].texts) == 3
     plot_ranking(res, tmp_path / "w.png", cost="write_time_s")
     assert (tmp_path / "w.png").exists()
+
+
+def test_rank_worst_case_metric(small):
+    net, x, y = small
+    res = rank(net, x, y, "weight-gaussian:sigma=0.1", ["write-verify:tolerance=0.02"], metric="worst:3", budget=100,
+               rng=0)
+    base, wv = res.candidates
+    assert res.metric == "worst:3" and res.higher_is_better
+    # within +/- 3 sigma the verified devices stay within 2 % of max|W|: a much better worst case
+    assert wv.robustness.value > base.robustness.value
+    assert base.robustness.ci95 == (base.robustness.value, base.robustness.value)
+    assert parse_metric("worst:2.5").param == 2.5
+    with pytest.raises(ModelSpecError, match="worst:K"):
+        parse_metric("worst:-1")
