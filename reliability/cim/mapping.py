@@ -183,6 +183,33 @@ class LayerMapping:
         code *= self.col_scale.astype(g.dtype)
         return code
 
+    def remap_spares(self, g, stuck, g_spare, spares: int):
+        """Stuck-cell repair by spare columns: per chip and tile, the (at most) ``spares`` weight
+        columns with the most stuck devices in that tile (ties: the lower column first; only columns
+        with a stuck device) take all their devices in the tile from ``g_spare`` (fresh devices
+        programmed to the same targets).  ``g``, ``g_spare``: (S, r, slices, signs, K, N);
+        ``stuck``: boolean, broadcastable to ``g``.  Returns a new array."""
+        S, K, N = g.shape[0], self.K, self.N
+        stuck = np.broadcast_to(stuck, g.shape)
+        out = g.copy()
+        n = min(int(spares), N)
+        rows = self.spec.tile_rows
+        for k0 in range(0, K, rows):
+            k1 = min(K, k0 + rows)
+            cnt = stuck[..., k0:k1, :].sum(axis=(1, 2, 3, 4))                    # (S, N)
+            order = np.argsort(-cnt, axis=1, kind="stable")[:, :n]
+            use = np.zeros((S, N), dtype=bool)
+            np.put_along_axis(use, order, np.take_along_axis(cnt, order, axis=1) > 0, axis=1)
+            sel = use[:, None, None, None, None, :]
+            out[..., k0:k1, :] = np.where(sel, g_spare[..., k0:k1, :], out[..., k0:k1, :])
+        return out
+
+    def spare_devices(self, spares: int) -> int:
+        """Devices of the spare columns of this layer's tiles (a spare weight column holds all the
+        devices of a weight column: replicas, slices and signs)."""
+        per_row = int(np.prod(self.targets.shape[:3]))
+        return int(min(int(spares), self.N) * per_row * self.K)
+
     def slice_levels(self, g):
         """Per-slice signed level matrices (S, slices, K, N) for tile-level (ADC) products:
         ``sum_s sign_s * mean_r (g - g_min) / (g_max - g_min) * L``."""

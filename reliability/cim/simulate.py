@@ -117,6 +117,15 @@ class ChipSimulator:
         self.maps = [LayerMapping(layer, self.device, self.spec.mapping) for layer in network.analog_layers]
         self.verify_mask = self._check_verify_mask(verify_mask)
         self.prepared = self._prepare(self.device)
+        self.spares = int(self.spec.mapping.spare_cols)
+        if self.spares:
+            st = self.device.stuck
+            if st is None or (st.p_low == 0 and st.p_high == 0):
+                raise ReliabilityError("mapping.spare_cols repairs stuck devices, and this device model has no stuck-at "
+                                       "faults; set spare_cols = 0 or use a model with stuck faults.")
+            if self.spec.periphery.drift_compensation:
+                raise ReliabilityError("mapping.spare_cols together with periphery.drift_compensation is not supported; "
+                                       "switch one of them off.")
         # a posterior device model: each chip first draws its parameter set (draw index) from its
         # own generator; arrays prepared per draw are cached (a few, they hold per-device arrays)
         self.n_posterior = int(getattr(self.device, "n_draws", 0) or 0)
@@ -224,13 +233,17 @@ class ChipSimulator:
         for li, (m, p) in enumerate(zip(self.maps, prepared)):
             dest = None if out is None else out[li]
             direct = (dest is not None and m.kind == "weight" and m.targets.shape[0] == 1 and not keep_conductances
-                      and not comp)
+                      and not comp and not self.spares)
             if not comp and p.fused_ok(self.spec.time_s):       # program + read in one pass
                 buf = dest.reshape(p.shape) if direct else (None if keep_conductances else self._buffer(li, p))
                 g = p.sample_fused(self.spec.time_s, rng=rng, out=buf)[None]
             else:
                 prog = p.program(rng, out=dest.reshape(p.shape) if direct else None)
                 g = p.read(prog, self.spec.time_s, rng)[None]
+                if self.spares:           # spare devices for the chip's worst columns, drawn after the layer's own
+                    spare = p.read(p.program(rng), self.spec.time_s, rng)[None]
+                    stuck = prog.stuck_mask if prog.stuck_mask is not None else np.zeros(p.shape, dtype=bool)
+                    g = m.remap_spares(g, stuck[None], spare, self.spares)
             if direct and g.base is not None and np.shares_memory(g, dest):
                 np.multiply(dest, self.dtype.type(m.coef[0, 0]), out=dest)      # in place: W = g * max|W|
                 W = dest

@@ -21,6 +21,8 @@ A user can write it by hand, as TOML or JSON; every field has a unit and a defau
     g_max_uS = "model"
     tile_rows = 256          # crossbar tile size (rows x columns)
     tile_cols = 256
+    spare_cols = 0           # spare columns per tile: on each chip the weight columns with the most
+                             #  stuck devices in a tile (at most this many) use fresh spare devices
 
     [programming]
     write_verify = 0.0       # 0: devices written once; t > 0: write-verify, every device reprogrammed
@@ -81,6 +83,7 @@ class MappingSpec:
     g_max_uS: float | str = "model"
     tile_rows: int = 256
     tile_cols: int = 256
+    spare_cols: int = 0
 
     def __post_init__(self):
         if self.scheme not in ("differential", "offset"):
@@ -98,6 +101,9 @@ class MappingSpec:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ModelSpecError(f"mapping.{name} must be a positive integer; got {v!r}.")
+        v = self.spare_cols
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ModelSpecError(f"mapping.spare_cols must be a whole number >= 0; got {v!r}.")
         for name in ("g_min_uS", "g_max_uS"):
             v = getattr(self, name)
             if v != "model" and (isinstance(v, bool) or not isinstance(v, (int, float))):

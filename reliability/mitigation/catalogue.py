@@ -19,7 +19,8 @@ from reliability.errors import ModelSpecError
 
 __all__ = [
     "Design", "Mitigation", "Combination", "WriteVerify", "SelectiveWriteVerify", "Replicas", "BitSlicing",
-    "Differential", "AdcPrecision", "DacPrecision", "DriftCompensation", "Refresh", "NoiseAwareTraining", "CATALOGUE",
+    "Differential", "AdcPrecision", "DacPrecision", "DriftCompensation", "Refresh", "NoiseAwareTraining", "SpareColumns",
+    "CATALOGUE",
     "parse_mitigation",
 ]
 
@@ -236,6 +237,26 @@ class AdcPrecision(Mitigation):
 
 
 @dataclass(frozen=True)
+class SpareColumns(Mitigation):
+    key: ClassVar[str] = "spare-columns"
+    UNITS: ClassVar[dict] = {"n": "spare weight columns per tile"}
+    DOC: ClassVar[str] = ("stuck-cell repair: on each chip the (at most n) weight columns of a tile with the most stuck "
+                          "devices use fresh spare devices; cost: the spare columns' devices and one test read per device")
+    n: int = 2
+
+    def __post_init__(self):
+        _positive_int("spare-columns n", self.n, 1, 4096)
+
+    def apply(self, design, context):
+        st = design.spec.device_model().stuck
+        if st is None or (st.p_low == 0 and st.p_high == 0):
+            raise ModelSpecError(f"{self}: the device model has no stuck-at faults, so spare columns repair nothing; "
+                                 "use a model with stuck faults (a fitted one, or a preset with stuck=...).")
+        mp = design.spec.mapping
+        return design.with_spec(mapping=replace(mp, spare_cols=mp.spare_cols + int(self.n)))
+
+
+@dataclass(frozen=True)
 class DacPrecision(Mitigation):
     key: ClassVar[str] = "dac"
     UNITS: ClassVar[dict] = {"bits": "input resolution, bits"}
@@ -346,7 +367,8 @@ class Combination(Mitigation):
 
 #: The catalogue: key -> class.
 CATALOGUE = {c.key: c for c in (WriteVerify, SelectiveWriteVerify, Replicas, BitSlicing, Differential,
-                                  AdcPrecision, DacPrecision, DriftCompensation, Refresh, NoiseAwareTraining)}
+                                  AdcPrecision, DacPrecision, DriftCompensation, Refresh, NoiseAwareTraining,
+                                  SpareColumns)}
 
 
 def _value(text: str, default):

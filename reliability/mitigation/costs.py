@@ -31,7 +31,7 @@ DEFAULT_COSTS = Path(__file__).resolve().parent / "costs.toml"
 
 #: Every entry of the cost vector and its unit (per chip unless said otherwise).
 COST_UNITS = MappingProxyType({
-    "devices": "devices per chip",
+    "devices": "devices per chip (spare columns included)",
     "devices_per_weight": "devices per weight (mean)",
     "array_area_mm2": "mm^2 of device array per chip",
     "write_pulses": "expected write pulses per chip (verify reads included in the time)",
@@ -158,7 +158,8 @@ def design_costs(design, simulator, rows_per_inference: list[int], costs: CostMo
     """
     spec = simulator.spec
     n_weights = sum(m.K * m.N for m in simulator.maps)
-    n_dev = simulator.n_devices
+    n_spare = sum(m.spare_devices(spec.mapping.spare_cols) for m in simulator.maps) if spec.mapping.spare_cols else 0
+    n_dev = simulator.n_devices + n_spare
     v = {"devices": float(n_dev), "devices_per_weight": n_dev / max(n_weights, 1)}
     F = costs.value("feature_size_nm") * 1e-6                      # mm
     v["array_area_mm2"] = n_dev * costs.value("cell_area_F2") * F * F
@@ -167,10 +168,14 @@ def design_costs(design, simulator, rows_per_inference: list[int], costs: CostMo
     verified = [a for a in simulator.acceptance(simulator.device) if a is not None]
     n_ver = sum(a.n_verified for a in verified)
     attempts = sum(a.expected_attempts() for a in verified)
-    pulses = (n_dev - n_ver) + attempts
+    n_used = simulator.n_devices           # spares are written only in place of a repaired column
+    pulses = (n_used - n_ver) + attempts
     v["write_pulses"] = pulses
     t_pulse, t_read = costs.value("write_pulse_s"), costs.value("verify_read_s")
-    v["write_time_s"] = ((n_dev - n_ver) * t_pulse + attempts * (t_pulse + t_read)) / max(costs.value("parallel_writes"), 1.0)
+    # spare columns need the stuck devices found: one test read per device not verified already
+    tests = (n_used - n_ver) if spec.mapping.spare_cols else 0
+    v["write_time_s"] = (((n_used - n_ver) * t_pulse + attempts * (t_pulse + t_read) + tests * t_read)
+                         / max(costs.value("parallel_writes"), 1.0))
     # ADC: one conversion per column, bit slice, tile and input vector; bit-serial inputs (NeuroSim)
     # take one cycle per DAC bit
     per = spec.periphery

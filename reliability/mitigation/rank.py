@@ -193,7 +193,8 @@ def crn_signature(sim) -> tuple:
     return (tuple(p.shape for p in sim.prepared), type(dev.programming).__name__, dev.programming is None, L, R,
             dev.stuck is not None and (dev.stuck.p_low > 0 or dev.stuck.p_high > 0),
             dev.chip_gain is not None and dev.chip_gain.sigma > 0,
-            bool(sim.spec.periphery.drift_compensation), int(sim.n_posterior), sim.spec.dtype)
+            bool(sim.spec.periphery.drift_compensation), int(sim.spec.mapping.spare_cols), int(sim.n_posterior),
+            sim.spec.dtype)
 
 
 def rows_per_inference(network, x) -> list[int]:

@@ -517,3 +517,64 @@ def test_rank_worst_case_metric(small):
     assert parse_metric("worst:2.5").param == 2.5
     with pytest.raises(ModelSpecError, match="worst:K"):
         parse_metric("worst:-1")
+
+
+# ------------------------------------------------------------------ stuck cells and spare columns
+@pytest.fixture(scope="module")
+def stuck_spec():
+    from reliability.devices import StuckAt
+
+    spec = parse_variation("pcm")
+    return spec.with_(device=spec.device_model().with_(stuck=StuckAt(p_low=0.02, p_high=0.01, g_low=0.0, g_high=25.0)))
+
+
+def test_spare_columns_replace_the_worst_columns(case, stuck_spec):
+    from dataclasses import replace
+
+    sim0 = ChipSimulator(case.network, stuck_spec, threads=1)
+    m = sim0.maps[1]
+    g = np.zeros((2,) + m.targets.shape)
+    spare = np.ones_like(g)
+    stuck = np.zeros(g.shape, dtype=bool)
+    stuck[0, 0, 0, 0, :3, 4] = True          # chip 0: column 4 has 3 stuck devices, column 7 one
+    stuck[0, 0, 0, 1, 5, 7] = True
+    out = m.remap_spares(g, stuck, spare, 1)
+    assert out[0, ..., 4].min() == 1 and out[0, ..., 7].max() == 0 and out[1].max() == 0   # chip 1: nothing stuck
+    out2 = m.remap_spares(g, stuck, spare, 2)
+    assert out2[0, ..., 7].min() == 1 and out2[0].sum() == 2 * out2[0, ..., 4].size
+    spec2 = stuck_spec.with_(mapping=replace(stuck_spec.mapping, spare_cols=2))
+    sim = ChipSimulator(case.network, spec2, threads=1)
+    assert crn_signature(sim) != crn_signature(sim0)
+    # latent and Monte Carlo chips agree in law
+    from reliability.sampling.scoring import ChipScorer
+
+    lat = LatentChips(sim)
+    assert sorted(k for k, _, _ in lat.blocks if k.endswith("_s")) == ["prog_s", "prog_s", "stuck_s", "stuck_s"]
+    n = 800
+    c, _ = ChipScorer(sim, lat, case.X, case.y).counts_and_margins(lat.draw(np.random.default_rng(0), n))
+    a_lat = c / len(case.y)
+    a_mc = sim.evaluate(case.X, case.y, n, rng=0).accuracy
+    a_0 = sim0.evaluate(case.X, case.y, n, rng=0).accuracy
+    se = math.sqrt(a_lat.var() / n + a_mc.var() / n)
+    assert abs(a_lat.mean() - a_mc.mean()) < 4 * se
+    assert a_mc.mean() > a_0.mean()
+    with pytest.raises(ReliabilityError, match="no stuck-at"):
+        ChipSimulator(case.network, parse_variation("pcm").with_(mapping=replace(stuck_spec.mapping, spare_cols=1)))
+
+
+def test_spare_columns_mitigation_and_cost(small, stuck_spec):
+    net, x, y = small
+    base = Design(net, stuck_spec)
+    d = parse_mitigation("spare-columns:n=2").apply(base, Context(x, y))
+    assert d.spec.mapping.spare_cols == 2
+    costs = CostModel.default()
+    rows = rows_per_inference(net, x)
+    c0 = design_costs(base, base.simulator(1), rows, costs).values
+    c1 = design_costs(d, d.simulator(1), rows, costs).values
+    sim = d.simulator(1)
+    spare = sum(2 * 2 * m.K for m in sim.maps)            # 2 spare columns of K rows, a device pair each
+    assert c1["devices"] == c0["devices"] + spare
+    assert c1["write_pulses"] == c0["write_pulses"]
+    assert math.isclose(c1["write_time_s"] - c0["write_time_s"], sim.n_devices * costs.value("verify_read_s"))
+    with pytest.raises(ModelSpecError, match="no stuck-at faults"):
+        parse_mitigation("spare-columns").apply(Design(net, parse_variation(WG)), Context(x, y))

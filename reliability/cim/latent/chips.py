@@ -44,6 +44,7 @@ class LatentChips:
         self.sim = simulator
         dev = simulator.device
         self.compensate = bool(simulator.spec.periphery.drift_compensation)
+        self.spares = int(getattr(simulator, "spares", 0))
         self.device = dev
         self.dtype = simulator.dtype
         self._maps = simulator.maps      # decodes conductances to weights (identity in a conductance view)
@@ -65,6 +66,9 @@ class LatentChips:
                 self.blocks.append(("read_ref", li, shape))
             if dev.stuck is not None and (dev.stuck.p_low > 0 or dev.stuck.p_high > 0):
                 self.blocks.append(("stuck", li, shape))
+            if self.spares:       # the spare devices that may replace the chip's worst columns
+                kinds = [k for k, l2, _ in self.blocks if l2 == li and k in ("prog", "nu", "read", "stuck")]
+                self.blocks.extend((k + "_s", li, shape) for k in kinds)
         if dev.chip_gain is not None and dev.chip_gain.sigma > 0:
             self.blocks.append(("gain", -1, ()))
         if self.n_posterior:
@@ -210,48 +214,12 @@ class LatentChips:
         out, levels = [], []
         for li, (m, par) in enumerate(zip(self._maps, pars)):
             T = par["targets"]
-            zp = by.get(("prog", li))
-            if zp is None:
-                g = np.broadcast_to(T, (S,) + T.shape).astype(dt)
-            elif "emp" in par:
-                u = special.ndtr(zp.astype(np.float64)).reshape(S, -1)
-                if par["accept"] is not None:
-                    par["accept"].apply_uniform(u)
-                g = np.stack([par["emp"].ppf(u[s], par["flat_targets"]) for s in range(S)]).reshape((S,) + T.shape).astype(dt)
-            else:
-                fam = par["fam"]
-                acc = par["accept"]
-                if fam.name in ("normal", "lognormal"):
-                    # a stuck device's spread below reads the raw zp: keep it
-                    zv = zp if acc is None else acc.apply_normal(zp.copy())
-                    x = zv * par["scale"]                       # new array in the working dtype
-                else:
-                    u = special.ndtr(zp.astype(np.float64))
-                    if acc is not None:
-                        acc.apply_uniform(u)
-                    x = fam.ppf(u, *par["shape"]).astype(dt) * par["scale"]
-                if not (np.ndim(par["loc"]) == 0 and par["loc"] == 0):
-                    x += par["loc"]
-                if fam.transform == "log":
-                    g = np.exp(x, out=x)
-                    g *= T
-                else:
-                    g = x
-                    g += T
-            if dev.floor is not None:
-                np.maximum(g, dt.type(dev.floor), out=g)
-            g_prog = g.copy() if self.compensate else None
-            if ("nu", li) in by:
-                nu = par["nu_mean"] + par["nu_std"] * by[("nu", li)]
-                if dev.drift.fold:
-                    np.abs(nu, out=nu)
-                nu *= dt.type(-L)
-                g *= np.exp(nu, out=nu)
-            if ("read", li) in by:
-                g = g + np.abs(g) * par["q"] * dt.type(np.sqrt(R)) * by[("read", li)]
-                if dev.floor is not None:       # as DeviceModel.read: the floor holds after read noise
-                    np.maximum(g, dt.type(dev.floor), out=g)
-            g = self._stuck_and_gain(g, by, li, zp, dev, gain, S, T)
+            g, g_prog, zp, stuck = self._devices(by, li, par, dev, L, R, S, gain, "")
+            if self.spares:
+                g_spare = self._devices(by, li, par, dev, L, R, S, gain, "_s")[0]
+                g = self.sim.maps[li].remap_spares(g, stuck if stuck is not None else np.zeros(g.shape, dtype=bool), g_spare,
+                                   self.spares)
+            g = g.astype(dt, copy=False)
             W = m.decode(g).astype(dt, copy=False)
             lv = m.slice_levels(g).astype(dt, copy=False) if with_levels else None
             if self.compensate:
@@ -261,7 +229,7 @@ class LatentChips:
                     gr = gr + np.abs(gr) * par["q"] * dt.type(np.sqrt(self.R_ref)) * by[("read_ref", li)]
                     if dev.floor is not None:
                         np.maximum(gr, dt.type(dev.floor), out=gr)
-                gr = self._stuck_and_gain(gr, by, li, zp, dev, gain, S, T)
+                gr = self._stuck_and_gain(gr, by.get(("stuck", li)), zp, dev, gain, S, T)[0]
                 W_ref = m.decode(gr.astype(dt, copy=False))
                 num = np.abs(W_ref.sum(axis=1)).sum(axis=1)
                 den = np.abs(W.sum(axis=1)).sum(axis=1)
@@ -274,12 +242,64 @@ class LatentChips:
                 levels.append(lv)
         return (out, levels) if with_levels else out
 
+    def _devices(self, by, li, par, dev, L, R, S, gain, sfx):
+        """Layer ``li``'s conductances from the blocks of kind suffix ``sfx`` (``""``: the chip's own
+        devices; ``"_s"``: its spare devices): ``(g, g_prog, zp, stuck)`` with ``g_prog`` the
+        programmed values before drift (for drift compensation) and ``stuck`` the stuck mask."""
+        dt = self.dtype
+        T = par["targets"]
+        zp = by.get(("prog" + sfx, li))
+        if zp is None:
+            g = np.broadcast_to(T, (S,) + T.shape).astype(dt)
+        elif "emp" in par:
+            u = special.ndtr(zp.astype(np.float64)).reshape(S, -1)
+            if par["accept"] is not None:
+                par["accept"].apply_uniform(u)
+            g = np.stack([par["emp"].ppf(u[s], par["flat_targets"]) for s in range(S)]).reshape((S,) + T.shape).astype(dt)
+        else:
+            fam = par["fam"]
+            acc = par["accept"]
+            if fam.name in ("normal", "lognormal"):
+                # a stuck device's spread below reads the raw zp: keep it
+                zv = zp if acc is None else acc.apply_normal(zp.copy())
+                x = zv * par["scale"]                       # new array in the working dtype
+            else:
+                u = special.ndtr(zp.astype(np.float64))
+                if acc is not None:
+                    acc.apply_uniform(u)
+                x = fam.ppf(u, *par["shape"]).astype(dt) * par["scale"]
+            if not (np.ndim(par["loc"]) == 0 and par["loc"] == 0):
+                x += par["loc"]
+            if fam.transform == "log":
+                g = np.exp(x, out=x)
+                g *= T
+            else:
+                g = x
+                g += T
+        if dev.floor is not None:
+            np.maximum(g, dt.type(dev.floor), out=g)
+        g_prog = g.copy() if self.compensate else None
+        if ("nu" + sfx, li) in by:
+            nu = par["nu_mean"] + par["nu_std"] * by[("nu" + sfx, li)]
+            if dev.drift.fold:
+                np.abs(nu, out=nu)
+            nu *= dt.type(-L)
+            g *= np.exp(nu, out=nu)
+        if ("read" + sfx, li) in by:
+            g = g + np.abs(g) * par["q"] * dt.type(np.sqrt(R)) * by[("read" + sfx, li)]
+            if dev.floor is not None:       # as DeviceModel.read: the floor holds after read noise
+                np.maximum(g, dt.type(dev.floor), out=g)
+        g, stuck = self._stuck_and_gain(g, by.get(("stuck" + sfx, li)), zp, dev, gain, S, T)
+        return g, g_prog, zp, stuck
+
     @staticmethod
-    def _stuck_and_gain(g, by, li, zp, dev, gain, S, T):
+    def _stuck_and_gain(g, z_stuck, zp, dev, gain, S, T):
+        """Stuck devices and the chip gain applied to ``g``: ``(g, stuck mask or None)``."""
         dt = g.dtype
-        if ("stuck", li) in by:
+        stuck = None
+        if z_stuck is not None:
             st = dev.stuck
-            u = special.ndtr(by[("stuck", li)].astype(np.float64))
+            u = special.ndtr(z_stuck.astype(np.float64))
             spread_z = zp if zp is not None else dt.type(0.0)
             low = u < st.p_low
             high = (~low) & (u < st.p_low + st.p_high)
@@ -287,9 +307,10 @@ class LatentChips:
             g = np.where(high, dt.type(st.g_high) + dt.type(st.spread_high) * spread_z, g)
             if dev.floor is not None:
                 np.maximum(g, dt.type(dev.floor), out=g)
+            stuck = low | high
         if gain is not None:
             g = g * gain.reshape((S,) + (1,) * T.ndim)
-        return g
+        return g, stuck
 
 
 class _IdentityDecode:
