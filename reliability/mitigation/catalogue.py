@@ -223,17 +223,33 @@ class Differential(Mitigation):
 
 
 @dataclass(frozen=True)
-class AdcPrecision(Mitigation):
-    key: ClassVar[str] = "adc"
-    UNITS: ClassVar[dict] = {"bits": "ADC resolution, bits"}
-    DOC: ClassVar[str] = "column outputs converted at b bits (per tile, slice and column); cost: SAR energy and area (NeuroSim model)"
+class _ConverterBits(Mitigation):
+    """A converter's resolution: sets the periphery field ``FIELD`` to ``bits``."""
+
+    FIELD: ClassVar[str] = ""
     bits: int = 8
 
     def __post_init__(self):
-        _positive_int("adc bits", self.bits, 1, 16)
+        _positive_int(f"{self.key} bits", self.bits, 1, 16)
 
     def apply(self, design, context):
-        return design.with_spec(periphery=replace(design.spec.periphery, adc_bits=int(self.bits)))
+        return design.with_spec(periphery=replace(design.spec.periphery, **{self.FIELD: int(self.bits)}))
+
+
+@dataclass(frozen=True)
+class AdcPrecision(_ConverterBits):
+    key: ClassVar[str] = "adc"
+    FIELD: ClassVar[str] = "adc_bits"
+    UNITS: ClassVar[dict] = {"bits": "ADC resolution, bits"}
+    DOC: ClassVar[str] = "column outputs converted at b bits (per tile, slice and column); cost: SAR energy and area (NeuroSim model)"
+
+
+@dataclass(frozen=True)
+class DacPrecision(_ConverterBits):
+    key: ClassVar[str] = "dac"
+    FIELD: ClassVar[str] = "dac_bits"
+    UNITS: ClassVar[dict] = {"bits": "input resolution, bits"}
+    DOC: ClassVar[str] = "inputs quantized to b bits; cost: b bit-serial input cycles, each an ADC conversion per column"
 
 
 @dataclass(frozen=True)
@@ -254,20 +270,6 @@ class SpareColumns(Mitigation):
                                  "use a model with stuck faults (a fitted one, or a preset with stuck=...).")
         mp = design.spec.mapping
         return design.with_spec(mapping=replace(mp, spare_cols=mp.spare_cols + int(self.n)))
-
-
-@dataclass(frozen=True)
-class DacPrecision(Mitigation):
-    key: ClassVar[str] = "dac"
-    UNITS: ClassVar[dict] = {"bits": "input resolution, bits"}
-    DOC: ClassVar[str] = "inputs quantized to b bits; cost: b bit-serial input cycles, each an ADC conversion per column"
-    bits: int = 8
-
-    def __post_init__(self):
-        _positive_int("dac bits", self.bits, 1, 16)
-
-    def apply(self, design, context):
-        return design.with_spec(periphery=replace(design.spec.periphery, dac_bits=int(self.bits)))
 
 
 @dataclass(frozen=True)
