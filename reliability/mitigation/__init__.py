@@ -15,7 +15,8 @@
 
 from reliability.mitigation.catalogue import (
     CATALOGUE, AdcPrecision, BitSlicing, Combination, Context, DacPrecision, Design, Differential, DriftCompensation,
-    Mitigation, NoiseAwareTraining, Refresh, Replicas, SelectiveWriteVerify, SpareColumns, WriteVerify, parse_mitigation,
+    Mitigation, NoiseAwareTraining, RESIDUALS, Refresh, Replicas, ResidualWriteVerify, SelectiveWriteVerify,
+    SpareColumns, WriteVerify, parse_mitigation,
 )
 from reliability.mitigation.costs import COST_UNITS, Cost, CostModel, design_costs
 from reliability.mitigation.rank import CandidateResult, Metric, Ranking, Robustness, crn_signature, parse_metric, rank
@@ -24,7 +25,7 @@ from reliability.mitigation.training import TrainingHistory, finetune
 
 __all__ = [
     "CATALOGUE", "AdcPrecision", "BitSlicing", "Combination", "Context", "DacPrecision", "Design", "Differential",
-    "DriftCompensation", "Mitigation", "NoiseAwareTraining", "Refresh", "Replicas", "SelectiveWriteVerify", "SpareColumns", "WriteVerify", "parse_mitigation",
+    "DriftCompensation", "Mitigation", "NoiseAwareTraining", "Refresh", "Replicas", "ResidualWriteVerify", "RESIDUALS", "SelectiveWriteVerify", "SpareColumns", "WriteVerify", "parse_mitigation",
     "COST_UNITS", "Cost", "CostModel", "design_costs", "CandidateResult", "Metric", "Ranking", "Robustness",
     "crn_signature", "parse_metric", "rank", "SELECTIONS", "top_fraction_mask", "weight_scores", "TrainingHistory",
     "finetune",

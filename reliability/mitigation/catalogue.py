@@ -20,7 +20,7 @@ from reliability.errors import ModelSpecError
 __all__ = [
     "Design", "Mitigation", "Combination", "WriteVerify", "SelectiveWriteVerify", "Replicas", "BitSlicing",
     "Differential", "AdcPrecision", "DacPrecision", "DriftCompensation", "Refresh", "NoiseAwareTraining", "SpareColumns",
-    "CATALOGUE",
+    "ResidualWriteVerify", "RESIDUALS", "CATALOGUE",
     "parse_mitigation",
 ]
 
@@ -43,6 +43,8 @@ class Design:
         Drift compensation: one calibration read per tile per period.
     training_epochs : float
         Epochs of hardware-aware fine-tuning the network received.
+    residual_pulses : float
+        Write-verify given as a published residual: the pulses per device it takes (0: none).
     """
 
     network: object
@@ -51,6 +53,7 @@ class Design:
     refresh_period_s: float | None = None
     calibration_period_s: float | None = None
     training_epochs: float = 0.0
+    residual_pulses: float = 0.0
 
     def simulator(self, threads: int | None = None) -> ChipSimulator:
         return ChipSimulator(self.network, self.spec, threads=threads, verify_mask=self.verify_mask)
@@ -123,9 +126,10 @@ def _period(name, v):
 
 
 def _no_verify_yet(design: Design, what: str):
-    if design.spec.write_verify:
-        raise ModelSpecError(f"{what}: the design is write-verified already (tolerance {design.spec.write_verify:g}); "
-                             "give write-verify or swim once per candidate.")
+    if design.spec.write_verify or design.residual_pulses:
+        how = (f"tolerance {design.spec.write_verify:g}" if design.spec.write_verify else "a post-verify residual")
+        raise ModelSpecError(f"{what}: the design is write-verified already ({how}); give one of write-verify, "
+                             "write-verify-residual or swim per candidate.")
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,46 @@ class WriteVerify(Mitigation):
     def apply(self, design, context):
         _no_verify_yet(design, str(self))
         return replace(design.with_spec(write_verify=float(self.tolerance)), verify_mask=None)
+
+
+#: Published post-verify residuals sigma(g) (uS, g in uS): coefficients of a polynomial in
+#: ``g / x_scale``, clamped at 0, with their sources.
+RESIDUALS = {
+    "pcm-aihwkit": ((0.2635, 1.9650, -1.1731), 25.0,
+                    "aihwkit PCM programming noise after write-verify (inference/noise/pcm.py; g normalised to 25 uS)"),
+    "pcm-crosssim": ((0.286, 0.0759, -0.00179), 1.0, "CrossSim's fit of the same PCM data (devices/custom/PCM_Joshi.py)"),
+    "rram-milo": ((4.78, -0.0091), 1.0, "RRAM after Milo's iterative algorithm, G 50-225 uS (CrossSim RRAM_Milo.py)"),
+}
+
+
+@dataclass(frozen=True)
+class ResidualWriteVerify(Mitigation):
+    key: ClassVar[str] = "write-verify-residual"
+    UNITS: ClassVar[dict] = {"curve": " | ".join(RESIDUALS), "pulses": "mean write-verify pulses per device (required)"}
+    DOC: ClassVar[str] = ("write-verify modelled by a published post-verify residual: the programming variation becomes "
+                          "normal with sigma(g) of the curve (uS models); cost: the pulses per device you give")
+    curve: str = "rram-milo"
+    pulses: float = 0.0
+
+    def __post_init__(self):
+        if self.curve not in RESIDUALS:
+            raise ModelSpecError(f"write-verify-residual curve must be one of {', '.join(RESIDUALS)}; got {self.curve!r}.")
+        if isinstance(self.pulses, bool) or not isinstance(self.pulses, (int, float)) or not (self.pulses >= 1):
+            raise ModelSpecError("write-verify-residual needs pulses=P, the mean pulses per device of your write-verify "
+                                 f"scheme (at least 1; no published count exists to default to); got {self.pulses!r}.")
+
+    def apply(self, design, context):
+        from reliability.devices import Constant, Polynomial, ProgrammingVariation
+
+        _no_verify_yet(design, str(self))
+        model = design.spec.device_model()
+        if model.unit != "uS":
+            raise ModelSpecError(f"{self}: the residual curves are in uS and the device model's unit is {model.unit!r}; "
+                                 "use write-verify:tolerance=t for weight- or level-unit models.")
+        coef, x_scale, _ = RESIDUALS[self.curve]
+        prog = ProgrammingVariation("normal", Constant(0.0), Polynomial(coef, x_scale=x_scale, lower=0.0))
+        d = design.with_spec(device=model.with_(programming=prog, name=f"{model.name} + {self.curve} residual"))
+        return replace(d, residual_pulses=float(self.pulses))
 
 
 @dataclass(frozen=True)
@@ -368,7 +412,7 @@ class Combination(Mitigation):
 
 
 #: The catalogue: key -> class.
-CATALOGUE = {c.key: c for c in (WriteVerify, SelectiveWriteVerify, Replicas, BitSlicing, Differential,
+CATALOGUE = {c.key: c for c in (WriteVerify, ResidualWriteVerify, SelectiveWriteVerify, Replicas, BitSlicing, Differential,
                                   AdcPrecision, DacPrecision, DriftCompensation, Refresh, NoiseAwareTraining,
                                   SpareColumns)}
 

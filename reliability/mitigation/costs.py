@@ -169,6 +169,8 @@ def design_costs(design, simulator, rows_per_inference: list[int], costs: CostMo
     n_ver = sum(a.n_verified for a in verified)
     attempts = sum(a.expected_attempts() for a in verified)
     n_used = simulator.n_devices           # spares are written only in place of a repaired column
+    if design.residual_pulses:             # write-verify given as a residual: its pulses per device
+        n_ver, attempts = n_used, n_used * design.residual_pulses
     pulses = (n_used - n_ver) + attempts
     v["write_pulses"] = pulses
     t_pulse, t_read = costs.value("write_pulse_s"), costs.value("verify_read_s")

@@ -384,6 +384,7 @@ def test_rank_quantile_metric_with_checkpoint_resume(small, tmp_path):
 
 
 # ------------------------------------------------------------------ drift compensation in latent space
+@pytest.mark.slow
 @pytest.mark.parametrize("adc", [0, 6])
 def test_latent_drift_compensation_matches_monte_carlo(case, adc):
     from dataclasses import replace
@@ -528,6 +529,7 @@ def stuck_spec():
     return spec.with_(device=spec.device_model().with_(stuck=StuckAt(p_low=0.02, p_high=0.01, g_low=0.0, g_high=25.0)))
 
 
+@pytest.mark.slow
 def test_spare_columns_replace_the_worst_columns(case, stuck_spec):
     from dataclasses import replace
 
@@ -578,3 +580,26 @@ def test_spare_columns_mitigation_and_cost(small, stuck_spec):
     assert math.isclose(c1["write_time_s"] - c0["write_time_s"], sim.n_devices * costs.value("verify_read_s"))
     with pytest.raises(ModelSpecError, match="no stuck-at faults"):
         parse_mitigation("spare-columns").apply(Design(net, parse_variation(WG)), Context(x, y))
+
+
+def test_write_verify_with_a_published_residual(small):
+    from reliability.mitigation import RESIDUALS
+
+    net, x, y = small
+    base = Design(net, parse_variation("rram"))
+    d = parse_mitigation("write-verify-residual:curve=rram-milo,pulses=8").apply(base, Context(x, y))
+    prog = d.spec.device_model().programming
+    g = np.array([50.0, 100.0, 225.0])
+    assert np.allclose(prog.std(g), 4.78 - 0.0091 * g)
+    pcm = parse_mitigation("write-verify-residual:curve=pcm-aihwkit,pulses=3").apply(Design(net, parse_variation("pcm")),
+                                                                                   Context(x, y))
+    assert np.allclose(pcm.spec.device_model().programming.std(np.array([0.0, 25.0])), [0.2635, 1.0554])
+    sim = d.simulator(1)
+    c = design_costs(d, sim, rows_per_inference(net, x), CostModel.default()).values
+    assert c["write_pulses"] == 8 * sim.n_devices
+    assert crn_signature(sim) == crn_signature(base.simulator(1))
+    assert set(RESIDUALS) == {"pcm-aihwkit", "pcm-crosssim", "rram-milo"}
+    with pytest.raises(ModelSpecError, match="unit"):
+        parse_mitigation("write-verify-residual:pulses=4").apply(Design(net, parse_variation(WG)), Context(x, y))
+    with pytest.raises(ModelSpecError, match="already"):
+        parse_mitigation("write-verify-residual:pulses=4 + write-verify").apply(base, Context(x, y))
