@@ -58,7 +58,7 @@ def _file_numbers(obj, skip=("schema", "schema_version", "order", "columns")) ->
     elif isinstance(obj, bool) or obj is None:
         pass
     elif isinstance(obj, (int, float)):
-        out.add(float(f"{float(obj):.10g}"))
+        out.add(float(f"{abs(float(obj)):.10g}"))        # the page's numbers are read without their sign
     else:
         out |= _numbers(obj)
     return out
