@@ -75,11 +75,20 @@ def plot_ranking(ranking, path=None, cost: str = "scalar"):
     front = sorted((x, y) for x, y, c in zip(xs, ys, cands) if c.pareto)
     if len(front) > 1:
         ax.plot(*zip(*front), color="tab:blue", lw=1, ls="--", zorder=0, label="Pareto front")
-    for x, y, c in zip(xs, ys, cands):
-        tag = f"{c.rank}. {c.name}" + (" (unreliable)" if not c.robustness.reliable else "")
-        ax.annotate(tag, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
     if np.all(xs > 0) and xs.max() / xs.min() > 100:
         ax.set_xscale("log")
+    # labels: candidates at nearly the same point get their labels stacked downwards, not overprinted
+    fig.canvas.draw()
+    placed = []
+    for i in np.lexsort((-ys, xs)):
+        c = cands[i]
+        px, py = ax.transData.transform((xs[i], ys[i]))
+        dy = 4.0
+        while any(abs(px - qx) < 120 and abs(py + dy - qy) < 9 for qx, qy in placed):
+            dy -= 9.0
+        placed.append((px, py + dy))
+        tag = f"{c.rank}. {c.name}" + (" (unreliable)" if not c.robustness.reliable else "")
+        ax.annotate(tag, (xs[i], ys[i]), textcoords="offset points", xytext=(5, dy), fontsize=7)
     ax.set_xlabel("cost (weighted scalar)" if cost == "scalar" else f"cost: {cost}")
     ax.set_ylabel(ranking.metric + (" (higher is better)" if ranking.higher_is_better else " (lower is better)"))
     ax.set_title("Mitigations: cost against robustness (95 % intervals)")
