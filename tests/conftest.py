@@ -1,8 +1,9 @@
 """Shared test fixtures and the two test lanes.
 
 ``python -m pytest -q`` (the README's command, run by ``.ci/run``) runs everything.  The fast lane
-``python -m pytest -m "not slow" -q`` leaves out the tests marked ``@pytest.mark.slow`` (statistical
-coverage studies, Bayesian fits, end-to-end command-line runs) and takes under a minute on 2 cores.
+``python -m pytest -m "not slow" -q -n 2`` (two pytest-xdist workers) leaves out the tests marked
+``@pytest.mark.slow`` (statistical coverage studies, Bayesian fits, end-to-end command-line and
+fresh-interpreter runs) and takes under a minute on 2 cores.
 """
 
 from __future__ import annotations

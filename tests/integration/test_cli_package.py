@@ -26,6 +26,7 @@ def test_building_the_parser_imports_no_heavy_library():
     assert _loaded_after("import reliability.cli\nreliability.cli.build_parser()") == []
 
 
+@pytest.mark.slow
 def test_device_presets_imports_no_heavy_library():
     code = ("import contextlib, io, reliability.cli\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"

@@ -6,6 +6,8 @@ ImportError there, as if the extra were not installed, without touching this pro
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -47,6 +49,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_core_imports_and_clear_errors_without_the_optional_extras():
     msgs = _run(BLOCKED)
     assert msgs["bayes"] is not None, "fit_device_bayes ran without PyMC/ArviZ instead of raising"
@@ -55,6 +58,7 @@ def test_core_imports_and_clear_errors_without_the_optional_extras():
     assert "nvcim-reliability[dask]" in msgs["dask"], msgs["dask"]
 
 
+@pytest.mark.slow
 def test_core_imports_do_not_load_the_optional_extras():
     """Importing the core packages (extras installed) loads none of them: their imports are lazy."""
     loaded = _run(f"""
