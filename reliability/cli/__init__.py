@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``reliability`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
     Exit codes: 0 success; 1 a fit that produced no model; 2 an input error (printed as
-    ``error: ...``); 130 interrupted.
+    ``error: ...``); 3 a result written whose own checks failed (a fit marked FAILED); 4 interrupted
+    after writing a partial result; 130 interrupted with nothing written.
     """
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -9,6 +9,12 @@ from pathlib import Path
 from reliability.errors import ReliabilityError
 
 
+#: Exit status of a command whose result was written but whose own checks failed (a fit marked FAILED).
+EXIT_FLAGGED = 3
+#: Exit status of a command interrupted after writing a partial result (Ctrl-C).
+EXIT_PARTIAL = 4
+
+
 def table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
     """Print ``rows`` as a rich table with ``columns`` (text columns left-aligned, numbers right)."""
     from rich.console import Console
@@ -33,12 +39,55 @@ def fmt(v) -> str:
     return str(v)
 
 
-def refuse_overwrite(path, option: str, force: bool) -> Path:
-    """Nothing is overwritten unless the user said so (``--force``)."""
+def refuse_overwrite(path, option: str, force: bool, suffix: str | None = None) -> Path:
+    """The output path, checked before any work starts: its folder exists, and nothing is
+    overwritten unless the user said so (``--force``).  ``suffix``: the extension the writer adds
+    when it is missing (numpy's ``.npy``): the path returned, checked and reported is the one
+    written."""
     path = Path(path)
+    if suffix and path.suffix != suffix:
+        path = path.with_name(path.name + suffix)
+    output_folder(path, option)
     if path.exists() and not force:
         raise ReliabilityError(f"{option} {path} exists; pass --force to overwrite it or choose another path.")
     return path
+
+
+def output_folder(path, option: str) -> Path:
+    """``path``'s folder must exist (checked before a long run, not after it)."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise ReliabilityError(f"{option} {path}: the folder {folder} does not exist; create it or choose another path.")
+    if path.is_dir():
+        raise ReliabilityError(f"{option} {path} is a folder; give a file name.")
+    return path
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (seeds)."""
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0; got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0; got {v}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (counts, sizes)."""
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {v}")
+    return v
 
 
 def progress_bar(what: str):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reliability.cli._output import refuse_overwrite
+from reliability.cli._output import nonnegative_int, positive_int, refuse_overwrite
 from reliability.errors import ReliabilityError
 
 
@@ -20,8 +20,8 @@ def add_parser(subparsers) -> None:
     sa.add_argument("device", help="JSON file or preset name")
     sa.add_argument("--target", type=float, required=True, help="programmed target (model unit, uS for conductance)")
     sa.add_argument("--time", type=float, default=0.0, help="read time in seconds since programming")
-    sa.add_argument("-n", type=int, required=True, help="number of samples")
-    sa.add_argument("--seed", type=int, default=0)
+    sa.add_argument("-n", type=positive_int, required=True, help="number of samples")
+    sa.add_argument("--seed", type=nonnegative_int, default=0)
     sa.add_argument("--npy", required=True, help="output .npy file")
     sa.add_argument("--force", action="store_true", help="overwrite --npy if it exists")
     sa.set_defaults(func=run_sample)
@@ -60,7 +60,7 @@ def run_sample(args) -> int:
 
     from reliability.devices import load_device
 
-    out = refuse_overwrite(args.npy, "--npy", args.force)
+    out = refuse_overwrite(args.npy, "--npy", args.force, suffix=".npy")
     if args.n < 1:
         raise ReliabilityError(f"-n must be a positive number of samples; got {args.n}.")
     m = load_device(args.device)

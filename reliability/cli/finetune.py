@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from reliability.cli._output import nonnegative_int, positive_int, refuse_overwrite
+
 
 def add_parser(subparsers) -> None:
     """Add the ``finetune`` command to the ``reliability`` command's subparsers."""
@@ -13,11 +15,11 @@ def add_parser(subparsers) -> None:
                     help="injected weight noise: gaussian, or right-censored gaussian (Yan et al. ICCAD'23)")
     ft.add_argument("--sigma", type=float, default=0.1, help="noise std relative to each layer's max|W| (default 0.1)")
     ft.add_argument("--censor", type=float, default=1.0, help="censoring point, standard deviations (censored noise)")
-    ft.add_argument("--epochs", type=int, default=10)
+    ft.add_argument("--epochs", type=positive_int, default=10)
     ft.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    ft.add_argument("--batch", type=int, default=32)
-    ft.add_argument("--chips", type=int, default=4, help="noisy copies of the weights per mini-batch")
-    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--batch", type=positive_int, default=32)
+    ft.add_argument("--chips", type=positive_int, default=4, help="noisy copies of the weights per mini-batch")
+    ft.add_argument("--seed", type=nonnegative_int, default=0)
     ft.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     ft.set_defaults(func=run)
 
@@ -25,7 +27,6 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     """Fine-tune, print the loss per epoch, write ``--out``."""
     from reliability.cim import load_model, save_onnx
-    from reliability.cli._output import refuse_overwrite
     from reliability.data.evalset import load_evalset
     from reliability.mitigation import finetune
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from reliability.cli._output import print_fit, refuse_overwrite
+from reliability.cli._output import EXIT_FLAGGED, nonnegative_int, positive_int, print_fit, refuse_overwrite
 
 FAMILY_CHOICES = ["auto", "normal", "lognormal", "student_t", "skew_normal", "gaussian_mixture", "empirical"]
 
@@ -31,10 +31,10 @@ def add_parser(subparsers) -> None:
     f.add_argument("--bayes", action="store_true",
                    help="hierarchical Bayesian fit (PyMC NUTS, family normal or student_t; --state is not used): the "
                         "model file carries posterior draws in <out stem>.posterior.npz beside it")
-    f.add_argument("--draws", type=int, default=2000, help="--bayes: draws per chain (default 2000)")
-    f.add_argument("--tune", type=int, default=1000, help="--bayes: tuning steps per chain (default 1000)")
-    f.add_argument("--chains", type=int, default=2, help="--bayes: chains (default 2)")
-    f.add_argument("--seed", type=int, default=0, help="--bayes: sampler seed (default 0)")
+    f.add_argument("--draws", type=positive_int, default=2000, help="--bayes: draws per chain (default 2000)")
+    f.add_argument("--tune", type=positive_int, default=1000, help="--bayes: tuning steps per chain (default 1000)")
+    f.add_argument("--chains", type=positive_int, default=2, help="--bayes: chains (default 2)")
+    f.add_argument("--seed", type=nonnegative_int, default=0, help="--bayes: sampler seed (default 0)")
     f.add_argument("--trace", action="store_true", help="--bayes: also write the trace, <out stem>.trace.nc (NetCDF)")
     f.set_defaults(func=run)
 
@@ -68,7 +68,9 @@ def run(args) -> int:
     res.model.save(out, overwrite=True)
     print(f"\nwrote {out}")
     if not res.success:
-        print(f"warning: {res.message}", file=sys.stderr)
+        print(f"warning: the fit is marked FAILED ({res.message}); the model was written, exit status "
+              f"{EXIT_FLAGGED}", file=sys.stderr)
+        return EXIT_FLAGGED
     return 0
 
 

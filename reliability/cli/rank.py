@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from reliability.cli._output import progress_bar, refuse_overwrite, table
+from reliability.cli._output import (
+    nonnegative_int, output_folder, positive_int, progress_bar, refuse_overwrite, table,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -22,8 +24,8 @@ def add_parser(subparsers) -> None:
     rk.add_argument("--metric", default="quantile:1e-4",
                     help="quantile:K (K-th percentile accuracy, default quantile:1e-4), prob:A (P(accuracy <= A)), mean, or "
                     "worst:K (worst case found within +/- K sigma per device)")
-    rk.add_argument("--budget", type=int, default=20000, help="chip evaluations per candidate (default 20000)")
-    rk.add_argument("--seed", type=int, default=0, help="one seed for every candidate (common random numbers)")
+    rk.add_argument("--budget", type=positive_int, default=20000, help="chip evaluations per candidate (default 20000)")
+    rk.add_argument("--seed", type=nonnegative_int, default=0, help="one seed for every candidate (common random numbers)")
     rk.add_argument("--method", default="auto", choices=["auto", "hybrid", "subset", "mc", "is"],
                     help="tail estimator for quantile and prob metrics (see 'reliability tail')")
     rk.add_argument("--costs", help="a TOML file overriding the shipped unit costs and weights")
@@ -71,6 +73,8 @@ def run(args) -> int:
         parse_mitigation(m)
     if args.json:
         refuse_overwrite(args.json, "--json", args.force)
+    if args.checkpoint:
+        output_folder(args.checkpoint, "--checkpoint")
     net = load_model(args.model)
     X, y = load_evalset(args.data)
     train = load_evalset(args.train) if args.train else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reliability.cli._output import progress_bar, refuse_overwrite
+from reliability.cli._output import nonnegative_int, positive_int, progress_bar, refuse_overwrite
 from reliability.errors import ReliabilityError
 
 
@@ -13,9 +13,9 @@ def add_parser(subparsers) -> None:
     sm.add_argument("--data", required=True, help=".npz with X (inputs) and y (integer labels)")
     sm.add_argument("--variation", required=True,
                     help="weight-gaussian:sigma=S, multi-device:..., a device preset, or a chip file (.toml/.json)")
-    sm.add_argument("--chips", type=int, required=True, help="number of chips (chip i depends only on seed and i)")
-    sm.add_argument("--seed", type=int, default=0)
-    sm.add_argument("--chunk-size", type=int, help="chips per batch (default: from the memory budget)")
+    sm.add_argument("--chips", type=positive_int, required=True, help="number of chips (chip i depends only on seed and i)")
+    sm.add_argument("--seed", type=nonnegative_int, default=0)
+    sm.add_argument("--chunk-size", type=positive_int, help="chips per batch (default: from the memory budget)")
     sm.add_argument("--out", required=True, help="output Parquet file")
     sm.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     sm.set_defaults(func=run)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from reliability.cli._output import progress_bar, refuse_overwrite, table
+from reliability.cli._output import (
+    EXIT_PARTIAL, nonnegative_int, output_folder, positive_int, progress_bar, refuse_overwrite, table,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -16,13 +18,13 @@ def add_parser(subparsers) -> None:
     tl.add_argument("--variation", required=True, help="weight-gaussian:sigma=S, a device preset, or a chip file")
     tl.add_argument("--below", type=float, action="append", help="accuracy threshold a (repeatable)")
     tl.add_argument("--quantile", type=float, action="append", help="tail probability k (repeatable)")
-    tl.add_argument("--budget", type=int, default=20000, help="maximum chip evaluations (default 20000)")
-    tl.add_argument("--seed", type=int, default=0)
+    tl.add_argument("--budget", type=positive_int, default=20000, help="maximum chip evaluations (default 20000)")
+    tl.add_argument("--seed", type=nonnegative_int, default=0)
     tl.add_argument("--method", default="auto", choices=["auto", "hybrid", "subset", "mc", "is"],
                     help="auto/hybrid: importance sampling along the failure modes' design points plus subset "
                     "simulation for the rest; subset: subset simulation alone; mc: plain Monte Carlo; is: one "
                     "mean shift (for comparison)")
-    tl.add_argument("--workers", type=int, help="start a local Dask cluster with this many worker processes")
+    tl.add_argument("--workers", type=positive_int, help="start a local Dask cluster with this many worker processes")
     tl.add_argument("--scheduler", help="join an existing Dask cluster at this address (tcp://host:port)")
     tl.add_argument("--checkpoint", help="checkpoint file (.npz): written as the run goes (the hybrid method "
                     "also writes NAME-subset.npz beside NAME.npz); an existing one from the same run is resumed")
@@ -41,6 +43,8 @@ def run(args) -> int:
 
     if args.json:
         refuse_overwrite(args.json, "--json", args.force)
+    if args.checkpoint:
+        output_folder(args.checkpoint, "--checkpoint")
     net = load_model(args.model)
     X, y = load_evalset(args.data)
     client = None
@@ -58,8 +62,10 @@ def run(args) -> int:
             client.close()
             cluster.close()
     if not res.complete:
-        print("interrupted: the result below uses the completed levels only (wider intervals, flagged); "
-              "run the same command with --checkpoint to resume", file=sys.stderr)
+        hint = (f"run the same command again to resume from {args.checkpoint}" if args.checkpoint else
+                "give --checkpoint FILE next time to make a run resumable")
+        print(f"interrupted: the result below uses the completed levels only (wider intervals, flagged); {hint}",
+              file=sys.stderr)
     rows = [{"P(acc <= a)": f"a = {e.below:.6g}", "probability": e.probability, "std error": e.std_error,
              "95 % CI": f"[{e.ci95[0]:.3g}, {e.ci95[1]:.3g}]", "method": e.method, "ESS": e.ess,
              "reliable": e.reliable, "reason": e.reason or ""} for e in res.estimates]
@@ -75,4 +81,4 @@ def run(args) -> int:
     unreliable = [e for e in res.estimates if not e.reliable] + [q for q in res.quantiles if not q.reliable]
     if unreliable:
         print(f"warning: {len(unreliable)} estimate(s) flagged unreliable; see 'reason'", file=sys.stderr)
-    return 0
+    return 0 if res.complete else EXIT_PARTIAL

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from reliability.cli._output import progress_bar, refuse_overwrite, table
+from reliability.cli._output import nonnegative_int, progress_bar, refuse_overwrite, table
 from reliability.errors import ReliabilityError
 
 # The choices and defaults of ``reliability.worstcase`` (``NORMS``, ``OPTIMIZERS``, ``DEFAULT_FOCUS``,
@@ -51,7 +51,7 @@ def add_parser(subparsers) -> None:
                    help="also clamp every device to the physical conductance range [g_min, g_max]")
     w.add_argument("--top", type=int, default=20, help="devices listed in the sensitivity ranking (default 20)")
     w.add_argument("--no-sensitivity", action="store_true", help="skip the layer/device sensitivity ranking")
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--seed", type=nonnegative_int, default=0)
     w.add_argument("--json", help="write the result as JSON")
     w.add_argument("--force", action="store_true", help="overwrite --json if it exists")
     w.set_defaults(func=run)

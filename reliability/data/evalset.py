@@ -3,6 +3,7 @@ labels ``y``, as in the tail-accuracy benchmark cases, and the built-in scikit-l
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,25 +18,37 @@ def load_evalset(path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise DataValidationError(f"evaluation data {path} does not exist; give an .npz file with arrays X and y.")
+    fix = "save inputs and labels together with np.savez(path, X=inputs, y=labels)"
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+        raise DataValidationError(f"{path} is not an .npz file numpy can read (a pickle, text or a damaged file?); "
+                                  f"{fix}.") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataValidationError(f"{path} holds a single array (an .npy file), not X and y; {fix}.")
+    try:
+        with z:
             keys = set(z.files)
             missing = {"X", "y"} - keys
             if missing:
-                raise DataValidationError(f"{path}: missing array(s) {sorted(missing)}; found {sorted(keys)}. "
-                                          "Save with np.savez(path, X=inputs, y=labels).")
+                raise DataValidationError(f"{path}: missing array(s) {sorted(missing)}; found {sorted(keys)}; {fix}.")
             X, y = z["X"], z["y"]
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DataValidationError):
             raise
-        raise DataValidationError(f"{path} is not a readable .npz file ({exc}).") from None
+        raise DataValidationError(f"{path}: its arrays cannot be read ({type(exc).__name__}: a damaged file or "
+                                  f"pickled objects); {fix}.") from None
+    if not np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_:
+        raise DataValidationError(f"{path}: X must hold numbers; got dtype {X.dtype}. Convert it, e.g. X.astype(np.float32).")
+    if X.ndim < 1 or y.ndim < 1:
+        raise DataValidationError(f"{path}: X and y need a first axis of samples; got shapes {X.shape} and {y.shape}.")
     if X.shape[0] != y.shape[0] or y.ndim != 1:
         raise DataValidationError(f"{path}: X has {X.shape[0]} samples, y has shape {y.shape}; y must be 1-D with one "
                                   "label per sample.")
     if X.shape[0] == 0:
         raise DataValidationError(f"{path}: no samples.")
-    if not np.issubdtype(X.dtype, np.number) or not np.all(np.isfinite(X)):
-        bad = np.argwhere(~np.isfinite(X.astype(float)))[:5].tolist() if np.issubdtype(X.dtype, np.number) else []
+    if not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(X.astype(float)))[:5].tolist()
         raise DataValidationError(f"{path}: X must be finite numbers; NaN/inf at {bad}. Remove or fix those samples.")
     if not np.issubdtype(y.dtype, np.integer):
         if np.issubdtype(y.dtype, np.floating) and np.all(y == np.rint(y)):

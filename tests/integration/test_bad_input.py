@@ -1,0 +1,107 @@
+"""Bad input on the command line: a named error and exit status, checked before any work, and
+nothing overwritten or half-written."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from reliability.cli import main
+from reliability.data.evalset import load_evalset
+from reliability.errors import DataValidationError
+
+WG = "weight-gaussian:sigma=0.05"
+
+
+@pytest.fixture()
+def evalfile(public_case, tmp_path):
+    p = tmp_path / "eval.npz"
+    np.savez(p, X=public_case.X, y=public_case.y)
+    return p
+
+
+def _err(capsys) -> str:
+    return capsys.readouterr().err
+
+
+def test_device_sample_npy_name_without_suffix_is_checked_as_written(tmp_path, capsys):
+    name = tmp_path / "draws"
+    args = ["device", "sample", "pcm", "--target", "10", "--time", "0", "-n", "10", "--npy", str(name)]
+    assert main(args) == 0
+    assert (tmp_path / "draws.npy").exists() and "draws.npy" in capsys.readouterr().out
+    before = np.load(tmp_path / "draws.npy")
+    assert main(args[:-1] + [str(name)] + ["--seed", "5"]) == 2          # numpy would write draws.npy again
+    assert "draws.npy exists" in _err(capsys)
+    assert np.array_equal(np.load(tmp_path / "draws.npy"), before)
+
+
+@pytest.mark.parametrize("cmd", [
+    ["fit", "DATA", "--out", "{missing}/m.json"],
+    ["tail", "--model", "MODEL", "--data", "EVAL", "--variation", WG, "--below", "0.8", "--json", "{missing}/t.json"],
+    ["tail", "--model", "MODEL", "--data", "EVAL", "--variation", WG, "--below", "0.8",
+     "--checkpoint", "{missing}/run.npz"],
+    ["simulate", "--model", "MODEL", "--data", "EVAL", "--variation", WG, "--chips", "3", "--out", "{missing}/a.parquet"],
+    ["rank", "--model", "MODEL", "--data", "EVAL", "--variation", WG, "--mitigation", "adc:bits=6",
+     "--json", "{missing}/r.json"],
+])
+def test_output_folder_checked_before_any_work(cmd, public_case, evalfile, tmp_path, capsys):
+    from reliability.data import load_bundled, write_measurements
+
+    data = write_measurements(load_bundled("crosssim-set").frame, tmp_path / "m.csv") if cmd[0] == "fit" else None
+    subs = {"MODEL": str(public_case.path / "model.onnx"), "EVAL": str(evalfile), "DATA": str(data)}
+    missing = tmp_path / "no" / "such"
+    args = [subs.get(a, a).replace("{missing}", str(missing)) for a in cmd]
+    assert main(args) == 2
+    err = _err(capsys)
+    assert "does not exist; create it" in err and str(missing) in err
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--seed", "-1", "--seed: must be a whole number >= 0"),
+    ("--chunk-size", "-3", "--chunk-size: must be a whole number >= 1"),
+    ("--chips", "0", "--chips: must be a whole number >= 1"),
+])
+def test_negative_counts_and_seeds_are_refused_by_the_parser(flag, value, words, public_case, evalfile, tmp_path,
+                                                            capsys):
+    args = ["simulate", "--model", str(public_case.path / "model.onnx"), "--data", str(evalfile), "--variation", WG,
+            "--chips", "3", "--out", str(tmp_path / "a.parquet"), flag, value]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    assert words in _err(capsys)
+
+
+def test_evaluation_data_that_is_not_an_npz_gets_a_named_error(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    with open(tmp_path / "p.npz", "wb") as f:
+        pickle.dump({"X": 1}, f)
+    (tmp_path / "z.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    np.savez(tmp_path / "s.npz", X=np.array(["a", "b"]), y=np.array([0, 1]))
+    cases = {"a.npy": "single array", "p.npz": "not an .npz file", "z.npz": "not an .npz file",
+             "s.npz": "X must hold numbers"}
+    for name, words in cases.items():
+        with pytest.raises(DataValidationError, match=words) as exc:
+            load_evalset(tmp_path / name)
+        assert "allow_pickle" not in str(exc.value) and "np.savez" in str(exc.value) or name == "s.npz"
+
+
+def test_a_failed_fit_exits_with_the_flagged_status(tmp_path, capsys, monkeypatch):
+    import reliability.fit as fit_pkg
+    from reliability.cli._output import EXIT_FLAGGED
+    from reliability.data import load_bundled, write_measurements
+
+    data = write_measurements(load_bundled("crosssim-set").frame, tmp_path / "m.csv")
+    real = fit_pkg.fit_device
+
+    def failing(*a, **k):
+        from dataclasses import replace
+
+        return replace(real(*a, **k), success=False, message="tail check failed (test)")
+
+    monkeypatch.setattr(fit_pkg, "fit_device", failing)
+    out = tmp_path / "m.json"
+    assert main(["fit", str(data), "--out", str(out), "--family", "normal"]) == EXIT_FLAGGED == 3
+    assert out.exists()
+    assert "marked FAILED" in _err(capsys)
