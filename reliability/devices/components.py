@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from reliability.devices.families import get_family
-from reliability.devices.state import Constant, StateFunction, state_function_from_dict
+from reliability.devices.state import Constant, StateFunction, state_function_from_dict, strict_keys
 from reliability.errors import ModelSpecError
 
 __all__ = [
@@ -204,12 +204,14 @@ def programming_from_dict(d: dict[str, Any]):
         raise ModelSpecError(f"'programming' must be an object; got {d!r}.")
     kind = d.get("kind", "parametric")
     if kind == "empirical":
+        strict_keys(d, {"kind", "levels", "probs", "quantiles"}, "programming")
         try:
             return EmpiricalVariation(tuple(d["levels"]), tuple(d["probs"]), tuple(tuple(r) for r in d["quantiles"]))
         except KeyError as exc:
             raise ModelSpecError(f"'programming' (empirical) needs the field {exc.args[0]!r}.") from None
     if kind != "parametric":
         raise ModelSpecError(f"'programming.kind' must be 'parametric' or 'empirical'; got {kind!r}.")
+    strict_keys(d, {"kind", "family", "loc", "scale", "shape"}, "programming")
     return ProgrammingVariation(
         family=d.get("family", "normal"),
         loc=state_function_from_dict(d.get("loc", 0.0), "programming.loc"),
@@ -254,6 +256,7 @@ class Drift:
 
     @classmethod
     def from_dict(cls, d):
+        strict_keys(d, {"nu_mean", "nu_std", "t0_s", "fold"}, "drift")
         return cls(state_function_from_dict(d.get("nu_mean", 0.0), "drift.nu_mean"),
                    state_function_from_dict(d.get("nu_std", 0.0), "drift.nu_std"),
                    float(d.get("t0_s", 20.0)), bool(d.get("fold", True)))
@@ -292,6 +295,7 @@ class ReadNoise:
 
     @classmethod
     def from_dict(cls, d):
+        strict_keys(d, {"q", "t_read_s"}, "read_noise")
         return cls(state_function_from_dict(d.get("q", 0.0), "read_noise.q"), float(d.get("t_read_s", 250e-9)))
 
 
@@ -334,6 +338,7 @@ class StuckAt:
 
     @classmethod
     def from_dict(cls, d):
+        strict_keys(d, {"p_low", "p_high", "g_low", "g_high", "spread_low", "spread_high"}, "stuck")
         return cls(**{k: float(v) for k, v in d.items()})
 
 
@@ -346,6 +351,9 @@ class ChipGain:
 
     def __post_init__(self) -> None:
         _positive("ChipGain.sigma", self.sigma, allow_zero=True)
+        if self.sigma > 1.0:
+            raise ModelSpecError(f"ChipGain.sigma is in log units (gain = exp(sigma z)); {self.sigma!r} would make a "
+                                 "chip's gain vary by more than a factor e per standard deviation. Give at most 1.")
 
     def draw(self, n, rng):
         return np.exp(self.sigma * rng.standard_normal(n))
@@ -355,4 +363,5 @@ class ChipGain:
 
     @classmethod
     def from_dict(cls, d):
+        strict_keys(d, {"sigma"}, "chip_gain")
         return cls(float(d.get("sigma", 0.0)))

@@ -107,6 +107,28 @@ class DeviceModel:
             if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
                 raise ModelSpecError(f"DeviceModel.g_range must be (g_min, g_max) with g_min < g_max; got {self.g_range!r}.")
             object.__setattr__(self, "g_range", (lo, hi))
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Scales and spreads must not go negative where the model is used: over its g_range (or at
+        0 and 1 without one)."""
+        grid = np.linspace(*self.g_range, 33) if self.g_range is not None else np.array([0.0, 1.0])
+        checks = []
+        if isinstance(self.programming, ProgrammingVariation):
+            checks.append(("programming.scale", self.programming.scale))
+        if self.drift is not None:
+            checks.append(("drift.nu_std", self.drift.nu_std))
+        if self.read_noise is not None:
+            checks.append(("read_noise.q", self.read_noise.q))
+        for name, fn in checks:
+            with np.errstate(all="ignore"):
+                v = np.asarray(fn(grid), dtype=float)
+            bad = ~(np.isfinite(v) & (v >= 0))
+            if np.any(bad):
+                i = int(np.argmax(bad))
+                raise ModelSpecError(f"{name} is {v[i]:.4g} at {grid[i]:.4g} {self.unit}: a spread must be finite and "
+                                     "non-negative over the model's conductance range; fix the coefficients (or give "
+                                     "a polynomial its lower bound 0).")
 
     # ------------------------------------------------------------------ sampling
     def program(self, target, rng=None, *, gain=None) -> ProgrammedDevices:
@@ -213,6 +235,9 @@ class DeviceModel:
         if d.get("schema") != SCHEMA:
             raise ModelSpecError(f"not a device model: 'schema' is {d.get('schema')!r}, expected {SCHEMA!r}.")
         version = d.get("version")
+        if isinstance(version, str) and version.strip() == str(SCHEMA_VERSION):
+            raise ModelSpecError(f"device model 'version' must be the number {SCHEMA_VERSION}, not the string {version!r}; "
+                                 f"write \"version\": {SCHEMA_VERSION}.")
         if version != SCHEMA_VERSION:
             raise ModelSpecError(
                 f"device model schema version {version!r} is not supported by this release (which reads version "

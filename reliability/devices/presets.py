@@ -722,6 +722,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """
     name, sep, rest = spec.partition(":")
     params: dict[str, Any] = {}
+    if sep and not rest.strip():
+        raise ModelSpecError(f"device spec {spec!r} ends in a colon with no parameters; write them "
+                             f"('{name.strip()}:key=value,...'; 'reliability device show {name.strip()}' lists them) "
+                             "or drop the colon for the preset's defaults.")
     if sep and rest.strip():
         for item in rest.split(","):
             if not item.strip():

@@ -153,6 +153,23 @@ class Spline(StateFunction):
         return f"spline through {len(self.knots)} knots [{pairs}]{(' ' + unit) if unit else ''}"
 
 
+def strict_keys(d: Any, allowed, where: str) -> dict:
+    """``d`` as a dict whose keys are all in ``allowed``; else :class:`ModelSpecError` naming the
+    path of the first unknown key (``where.key``) and the known ones.  Used at every level of a
+    device-model document, so that a misspelt field is never replaced by its default."""
+    if not isinstance(d, dict):
+        raise ModelSpecError(f"{where}: expected an object; got {d!r}.")
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise ModelSpecError(f"unknown field {where}.{unknown[0]!r}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
+                             + f"; {where} knows {sorted(allowed)}. Fix the spelling or remove it.")
+    return d
+
+
+_STATE_FIELDS = {"constant": {"kind", "value"}, "polynomial": {"kind", "coefficients", "x_scale", "lower"},
+                 "spline": {"kind", "knots", "values", "lower"}}
+
+
 def state_function_from_dict(d: Any, where: str = "state function") -> StateFunction:
     """Build a :class:`StateFunction` from its JSON form; a bare number means :class:`Constant`."""
     if isinstance(d, (int, float)) and not isinstance(d, bool):
@@ -160,6 +177,8 @@ def state_function_from_dict(d: Any, where: str = "state function") -> StateFunc
     if not isinstance(d, dict) or "kind" not in d:
         raise ModelSpecError(f"{where}: expected a number or an object with 'kind' (constant, polynomial, spline); got {d!r}.")
     kind = d["kind"]
+    if kind in _STATE_FIELDS:
+        strict_keys(d, _STATE_FIELDS[kind], where)
     try:
         if kind == "constant":
             return Constant(float(d["value"]))

@@ -105,3 +105,45 @@ def test_a_failed_fit_exits_with_the_flagged_status(tmp_path, capsys, monkeypatc
     assert main(["fit", str(data), "--out", str(out), "--family", "normal"]) == EXIT_FLAGGED == 3
     assert out.exists()
     assert "marked FAILED" in _err(capsys)
+
+
+@pytest.mark.parametrize("path, bad, words", [
+    (("programming",), {"scal": 1.0}, "unknown field programming.'scal'"),
+    (("chip_gain",), {"sigm": 0.1}, "unknown field chip_gain.'sigm'"),
+    (("drift",), {"nu_meen": 0.05}, "unknown field drift.'nu_meen'"),
+    (("read_noise",), {"qq": 0.01}, "unknown field read_noise.'qq'"),
+    (("programming", "scale"), {"coeffs": [1.0]}, "unknown field programming.scale.'coeffs'"),
+])
+def test_misspelt_nested_device_fields_are_refused_with_their_path(path, bad, words):
+    from reliability.devices import ChipGain, DeviceModel, load_device
+    from reliability.errors import ModelSpecError
+
+    d = load_device("pcm").with_(chip_gain=ChipGain(0.02)).to_dict()
+    node = d
+    for key in path[:-1]:
+        node = node[key]
+    target = node[path[-1]]
+    if not isinstance(target, dict):
+        target = node[path[-1]] = {"kind": "constant", "value": float(target)}
+    target.update(bad)
+    with pytest.raises(ModelSpecError) as exc:
+        DeviceModel.from_dict(d)
+    assert words in str(exc.value) and "Fix the spelling" in str(exc.value)
+
+
+def test_device_ranges_and_version_are_validated():
+    from reliability.devices import ChipGain, DeviceModel, load_device
+    from reliability.errors import ModelSpecError
+
+    d = load_device("rram").to_dict()
+    d["programming"]["scale"] = -0.5
+    with pytest.raises(ModelSpecError, match="programming.scale is -0.5"):
+        DeviceModel.from_dict(d)
+    with pytest.raises(ModelSpecError, match="at most 1"):
+        ChipGain(5.0)
+    d = load_device("rram").to_dict()
+    d["version"] = "1"
+    with pytest.raises(ModelSpecError, match="the number 1, not the string '1'"):
+        DeviceModel.from_dict(d)
+    with pytest.raises(ModelSpecError, match="ends in a colon"):
+        load_device("weight-gaussian:")

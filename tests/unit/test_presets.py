@@ -326,4 +326,5 @@ def test_parse_spec_values():
     assert name == "x"
     assert params == {"a": 1, "b": 2.5, "c": 1e-7, "d": True, "e": False, "f": None, "g": "text"}
     assert parse_spec("pcm") == ("pcm", {})
-    assert parse_spec("pcm:") == ("pcm", {})
+    with pytest.raises(ModelSpecError, match="ends in a colon with no parameters"):
+        parse_spec("pcm:")          # never silently the defaults (weight-gaussian: was sigma 0.1)
