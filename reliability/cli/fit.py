@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 from reliability.cli._output import EXIT_FLAGGED, nonnegative_int, positive_int, print_fit, refuse_overwrite
+from reliability.errors import ReliabilityError
 
 FAMILY_CHOICES = ["auto", "normal", "lognormal", "student_t", "skew_normal", "gaussian_mixture", "empirical"]
 
@@ -26,6 +28,8 @@ def add_parser(subparsers) -> None:
     f.add_argument("--no-chip-gain", action="store_true", help="do not estimate chip-to-chip gain")
     f.add_argument("--t0", type=float, default=20.0, help="drift reference time in s (default 20)")
     f.add_argument("--drop-invalid", action="store_true", help="drop invalid rows (reported) instead of failing")
+    f.add_argument("--drop-outliers", action="store_true",
+                   help="exclude readings no variation family can explain (named in the notes) instead of failing")
     f.add_argument("--name", help="model name (default: data file stem)")
     f.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     f.add_argument("--bayes", action="store_true",
@@ -56,11 +60,19 @@ def run(args) -> int:
     if table.n_dropped:
         print(f"dropped {table.n_dropped} invalid rows: {table.drop_reasons}", file=sys.stderr)
     censor = tuple(args.censor) if args.censor else None
+    if censor is not None:
+        low, high = censor
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ReliabilityError(f"--censor LOW HIGH must be finite numbers in uS; got {low} {high}.")
+        if not low < high:
+            raise ReliabilityError(f"--censor LOW HIGH: LOW ({low:g} uS) must be below HIGH ({high:g} uS); readings at "
+                                   "or below LOW and at or above HIGH are censored.")
     stuck = {"auto": "auto", "yes": True, "no": False}[args.stuck]
     if args.bayes:
         return _fit_bayes(args, table, out, censor, stuck)
     res = fit_device(table, family=args.family, state=args.state, censor=censor, stuck=stuck,
-                     chip_gain=not args.no_chip_gain, t0_s=args.t0, name=args.name or Path(args.data).stem)
+                     chip_gain=not args.no_chip_gain, t0_s=args.t0, name=args.name or Path(args.data).stem,
+                     drop_outliers=args.drop_outliers)
     print_fit(res)
     if res.model is None:
         print(f"error: {res.message}", file=sys.stderr)
@@ -80,7 +92,7 @@ def _fit_bayes(args, table, out, censor, stuck) -> int:
     family = "normal" if args.family == "auto" else args.family
     res = fit_device_bayes(table, family=family, censor=censor, stuck=stuck, chip_gain=not args.no_chip_gain,
                            t0_s=args.t0, draws=args.draws, tune=args.tune, chains=args.chains, rng=args.seed,
-                           name=args.name or Path(args.data).stem)
+                           name=args.name or Path(args.data).stem, drop_outliers=args.drop_outliers)
     print(res.summary())
     print()
     print(res.model.describe())

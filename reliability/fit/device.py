@@ -144,6 +144,7 @@ def fit_device(
     t0_s: float = 20.0,
     t_read_s: float = 250e-9,
     name: str = "fitted",
+    drop_outliers: bool = False,
 ) -> DeviceFitResult:
     """Fit a device model to measurements by maximum likelihood.
 
@@ -167,13 +168,17 @@ def fit_device(
         Estimate chip-to-chip gain from the ``chip`` column when there are two or more chips.
     t0_s, t_read_s : float
         Drift reference time and 1/f read-noise time constant (seconds).
+    drop_outliers : bool
+        Readings no variation family can explain (more than 100 x the largest target, or 10^4
+        robust standard deviations from their level) raise a :class:`DataValidationError` naming
+        them; with ``drop_outliers=True`` they are excluded and named in the notes.
     """
     start = _time.perf_counter()
     frame, source = as_frame(data)
     fam_list = _family_list(family)
     if state not in ("auto", "levels", "poly"):
         raise ReliabilityError(f"state must be 'auto', 'levels' or 'poly'; got {state!r}.")
-    rows = table_rows(frame, source, censor)
+    rows = table_rows(frame, source, censor, drop_outliers)
     x_raw, T, t, n, chip, device_key = rows.x_raw, rows.T, rows.t, rows.n, rows.chip, rows.device_key
     level, centres, times, tidx, group = rows.level, rows.centres, rows.times, rows.tidx, rows.group
     n_devices, lo, hi, cens, notes = rows.n_devices, rows.lo, rows.hi, rows.cens, rows.notes

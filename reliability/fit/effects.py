@@ -467,13 +467,62 @@ def as_frame(data) -> tuple[pl.DataFrame, str]:
     return t.frame, t.source
 
 
-def table_rows(frame, source: str, censor=None) -> Rows:
-    """Arrays of a validated measurement frame (see :mod:`reliability.data.schema`); errors on
-    fewer than 20 rows."""
+#: A reading is a gross outlier, which no variation family explains, when it exceeds this many times
+#: the largest target in magnitude, or lies this many robust standard deviations (1.4826 MAD) from
+#: its level's median.
+GROSS_FACTOR = 100.0
+GROSS_ROBUST_Z = 1e4
+
+
+def gross_outliers(frame) -> np.ndarray:
+    """Boolean mask of the readings no variation family can explain (see :data:`GROSS_FACTOR`)."""
+    x = frame["conductance_uS"].to_numpy().astype(float)
+    T = frame["target_uS"].to_numpy().astype(float)
+    bad = np.abs(x) > GROSS_FACTOR * max(1.0, float(np.max(np.abs(T))) if T.size else 1.0)
+    level, _ = level_index(T)
+    for lv in np.unique(level):
+        idx = np.flatnonzero((level == lv) & ~bad)
+        if idx.size < 5:
+            continue
+        med = float(np.median(x[idx]))
+        scale = 1.4826 * float(np.median(np.abs(x[idx] - med)))
+        if scale > 0:
+            bad[idx] |= np.abs(x[idx] - med) > GROSS_ROBUST_Z * scale
+    return bad
+
+
+def screen_outliers(frame, source: str, drop: bool):
+    """``(frame, note)``: ``frame`` without its gross outliers when ``drop``, with a note naming
+    them; without ``drop`` a :class:`~reliability.errors.DataValidationError` names them (row,
+    value, target) and the two fixes.  Nothing is clipped."""
+    from reliability.errors import DataValidationError
+
+    bad = gross_outliers(frame)
+    if not bad.any():
+        return frame, None
+    rows = frame["row"].to_numpy() if "row" in frame.columns else np.arange(1, frame.height + 1)
+    x = frame["conductance_uS"].to_numpy()
+    T = frame["target_uS"].to_numpy()
+    idx = np.flatnonzero(bad)
+    named = ", ".join(f"row {int(rows[i])}: {x[i]:.4g} uS (target {T[i]:.4g} uS)" for i in idx[:5])
+    more = f" and {idx.size - 5} more" if idx.size > 5 else ""
+    if not drop:
+        raise DataValidationError(
+            f"{source}: {idx.size} reading(s) no variation family can explain ({named}{more}): more than "
+            f"{GROSS_FACTOR:g} x the largest target, or {GROSS_ROBUST_Z:g} robust standard deviations from their "
+            "level. Fix or remove those rows, or exclude them with drop_outliers=True (command line: --drop-outliers), "
+            "which reports them.")
+    return frame.filter(~bad), f"excluded {idx.size} gross outlier(s) no variation family can explain: {named}{more}"
+
+
+def table_rows(frame, source: str, censor=None, drop_outliers: bool = False) -> Rows:
+    """Arrays of a validated measurement frame (see :mod:`reliability.data.schema`) after the
+    gross-outlier screen (:func:`screen_outliers`); errors on fewer than 20 rows."""
     import polars as pl
 
     from reliability.errors import ReliabilityError
 
+    frame, outlier_note = screen_outliers(frame, source, drop_outliers)
     x_raw = frame["conductance_uS"].to_numpy().astype(float)
     T = frame["target_uS"].to_numpy().astype(float)
     n = x_raw.size
@@ -497,7 +546,7 @@ def table_rows(frame, source: str, censor=None) -> Rows:
     cens[x_raw <= lo] = -1
     if hi is not None:
         cens[x_raw >= hi] = 1
-    notes: list[str] = []
+    notes: list[str] = [outlier_note] if outlier_note else []
     if np.any(cens != 0):
         notes.append(f"censored: {int(np.sum(cens < 0))} readings at or below {lo:g} uS, "
                      f"{int(np.sum(cens > 0))} at or above {hi if hi is not None else float('inf'):g} uS")

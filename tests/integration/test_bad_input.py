@@ -4,8 +4,10 @@ nothing overwritten or half-written."""
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
+import polars as pl
 import pytest
 
 from reliability.cli import main
@@ -147,3 +149,43 @@ def test_device_ranges_and_version_are_validated():
         DeviceModel.from_dict(d)
     with pytest.raises(ModelSpecError, match="ends in a colon"):
         load_device("weight-gaussian:")
+
+
+@pytest.mark.parametrize("absurd", [1e300, 5e6])
+def test_an_absurd_reading_is_named_and_refused_or_excluded(absurd, tmp_path, capsys):
+    import warnings
+
+    from reliability.data import read_measurements, simulate_campaign, write_measurements
+    from reliability.devices import load_device
+    from reliability.fit import fit_device
+
+    df = simulate_campaign(load_device("pcm"), np.linspace(1, 25, 5), [20.0], n_chips=1, n_devices=60, rng=0)
+    x = df["conductance_uS"].to_numpy().copy()
+    x[17] = absurd
+    df = df.with_columns(pl.Series("conductance_uS", x))
+    path = write_measurements(df, tmp_path / "m.csv")
+    table = read_measurements(path)
+    row = int(table.frame["row"][17])
+    with pytest.raises(DataValidationError, match=re.escape(f"row {row}: {absurd:.4g} uS")) as exc:
+        fit_device(table, family="normal")
+    assert "drop_outliers=True" in str(exc.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)          # no overflow warning leaks
+        res = fit_device(table, family="normal", drop_outliers=True)
+    assert any(f"row {row}" in n for n in res.notes)
+    assert res.n_rows == table.frame.height - 1
+    assert res.model.programming.std(np.array([10.0]))[0] < 5
+    out = tmp_path / "m.json"
+    assert main(["fit", str(path), "--out", str(out), "--family", "normal"]) == 2
+    assert f"row {row}" in _err(capsys) and not out.exists()
+    assert main(["fit", str(path), "--out", str(out), "--family", "normal", "--drop-outliers"]) in (0, 3)
+    assert out.exists()
+
+
+@pytest.mark.parametrize("censor, words", [(["nan", "30"], "finite"), (["5", "1"], "must be below HIGH")])
+def test_censor_bounds_are_checked(censor, words, tmp_path, capsys):
+    from reliability.data import load_bundled, write_measurements
+
+    data = write_measurements(load_bundled("crosssim-set").frame, tmp_path / "m.csv")
+    assert main(["fit", str(data), "--out", str(tmp_path / "m.json"), "--censor", *censor]) == 2
+    assert words in _err(capsys)

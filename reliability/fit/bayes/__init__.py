@@ -86,6 +86,7 @@ def fit_device_bayes(
     name: str = "fitted-bayes",
     progressbar: bool = False,
     verbose: bool = False,
+    drop_outliers: bool = False,
 ) -> BayesFitResult:
     """Fit a hierarchical Bayesian device model with NUTS and check its convergence.
 
@@ -125,6 +126,9 @@ def fit_device_bayes(
         Name of the fitted model.
     progressbar, verbose : bool
         Show PyMC's progress bar / log messages (off by default).
+    drop_outliers : bool
+        As :func:`~reliability.fit.fit_device`: gross outliers raise an error naming them, or are
+        excluded and named in the notes.
 
     Returns
     -------
@@ -160,7 +164,7 @@ def fit_device_bayes(
         cores = min(int(chains), 2, os.cpu_count() or 1)
     frame, source = as_frame(data)
     prep = _prepare(frame, source, family=family, censor=censor, stuck=stuck, chip_gain=chip_gain,
-                    chip_groups=chip_groups, t0_s=t0_s, t_read_s=t_read_s)
+                    chip_groups=chip_groups, t0_s=t0_s, t_read_s=t_read_s, drop_outliers=drop_outliers)
     t_prep = _time.perf_counter() - start
     settings = {"family": family, "chip_gain": chip_gain, "chip_groups": dict(chip_groups) if chip_groups else None,
                 "stuck": stuck, "censor": list(censor) if censor else None, "t0_s": t0_s, "t_read_s": t_read_s,

@@ -97,8 +97,9 @@ class _Prep:
     cg: ChipGainFit
 
 
-def _prepare(frame, source, *, family, censor, stuck, chip_gain, chip_groups, t0_s, t_read_s) -> _Prep:
-    rows = table_rows(frame, source, censor)
+def _prepare(frame, source, *, family, censor, stuck, chip_gain, chip_groups, t0_s, t_read_s,
+             drop_outliers=False) -> _Prep:
+    rows = table_rows(frame, source, censor, drop_outliers)
     x_raw, T, t, n, chip, device_key = rows.x_raw, rows.T, rows.t, rows.n, rows.chip, rows.device_key
     level, centres, times, tidx, group = rows.level, rows.centres, rows.times, rows.tidx, rows.group
     n_devices, lo, hi, cens, notes = rows.n_devices, rows.lo, rows.hi, rows.cens, rows.notes
