@@ -589,4 +589,11 @@ def hybrid_quantile(run: HybridRun, k: float, n: int) -> QuantileEstimate:
         reasons.append(f"only {n_event} chips at or below the quantile")
     if run.stopped == "interrupted" and r.subset_only:
         reasons.append("the run was interrupted before importance sampling began")
+    # the quantile is where P(count <= c) crosses k: it is no more reliable than the two estimates
+    # on either side of the crossing
+    for cc in (c, c - 1):
+        if 0 <= cc <= n and not reasons:
+            e = hybrid_estimate(cc / n, cc, prob(cc)[3], run)
+            if not e.reliable:
+                reasons.append(f"the estimate of P(count <= {cc}) it rests on is flagged: {e.reason}")
     return QuantileEstimate(float(k), c / n, (lo_c / n, hi_c / n), not reasons, "; ".join(reasons) or None)

@@ -514,4 +514,10 @@ def subset_quantile(run: SubsetRun, k: float, n: int) -> QuantileEstimate:
         reasons.append(f"only {r.n_in_event} chips at or below the quantile")
     if run.levels[-1].prob * run.p0 > k and run.stopped in ("budget exhausted", "interrupted"):
         reasons.append("the run ended (budget or interruption) before reaching this probability")
+    # no more reliable than the estimates on either side of the crossing (as the tail estimates say)
+    for cc in (c, c - 1):
+        if 0 <= cc <= n and not reasons:
+            why = subset_reasons(run.probability(cc + 1.0), run)
+            if why:
+                reasons.append(f"the estimate of P(count <= {cc}) it rests on is flagged: {'; '.join(why)}")
     return QuantileEstimate(float(k), c / n, (lo_c / n, hi_c / n), not reasons, "; ".join(reasons) or None)

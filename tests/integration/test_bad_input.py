@@ -189,3 +189,21 @@ def test_censor_bounds_are_checked(censor, words, tmp_path, capsys):
     data = write_measurements(load_bundled("crosssim-set").frame, tmp_path / "m.csv")
     assert main(["fit", str(data), "--out", str(tmp_path / "m.json"), "--censor", *censor]) == 2
     assert words in _err(capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, budget", [("auto", 2000), ("subset", 600)])
+def test_a_quantile_is_no_more_reliable_than_the_estimates_it_rests_on(public_case, method, budget):
+    from reliability.sampling import estimate_tail
+
+    c = public_case
+    n = len(c.y)
+    first = estimate_tail(c.network, c.X, c.y, c.variation, quantiles=[1e-3, 1e-4], budget=budget, rng=3, method=method)
+    for q in first.quantiles:
+        cc = round(q.accuracy * n)
+        again = estimate_tail(c.network, c.X, c.y, c.variation, below=[cc / n, (cc - 1) / n], quantiles=[q.k],
+                              budget=budget, rng=3, method=method)
+        q2 = again.quantiles[0]
+        assert round(q2.accuracy * n) == cc                    # the same run
+        if not all(e.reliable for e in again.estimates):
+            assert not q2.reliable and q2.reason
