@@ -40,8 +40,8 @@ operations (numba has no vector libm without SVML), ``sqrt`` is the correctly ro
 
 numba compiles the kernels (no ``fastmath``: no reassociation or FMA contraction) and numpy runs
 the same operations in the same order on arrays, so ``use_numba=False`` gives the same numbers bit
-for bit (checked in the tests).  numba ships with the toolkit's dependencies (PyMC -> PyTensor);
-without it the numpy path is used (about 30 ns a value).  The tests also check the stream's
+for bit (checked in the tests).  numba is a dependency of the toolkit;
+in an environment without it the numpy path is used (about 30 ns a value).  The tests also check the stream's
 statistics (moments, KS, tail frequencies, serial and cross-key correlation, pair uniformity).
 """
 
