@@ -3,16 +3,18 @@ checkpoint to the run that wrote it, and refusing a checkpoint of another run.""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from reliability.errors import ReliabilityError
 
-__all__ = ["fingerprint", "read_checkpoint_meta", "write_checkpoint"]
+__all__ = ["fingerprint", "open_checkpoint", "read_checkpoint_meta", "write_checkpoint"]
 
 
 def fingerprint(sim, x, y, below, quantiles, budget, seed, method, estimator) -> str:
@@ -55,6 +57,23 @@ def write_checkpoint(path, meta: dict, arrays: dict) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def open_checkpoint(path):
+    """``np.load`` of a checkpoint, with a damaged, truncated or foreign file (found while opening
+    or while reading its arrays) reported as a :class:`ReliabilityError` naming the file and the fix."""
+    fix = "delete it to start the run afresh, or give another checkpoint file"
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ReliabilityError(f"checkpoint {path} is a single array, not a checkpoint; {fix}.")
+        with z:
+            yield z
+    except ReliabilityError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise ReliabilityError(f"checkpoint {path} is damaged or not a checkpoint ({type(exc).__name__}); {fix}.") from None
 
 
 def read_checkpoint_meta(path, z, fingerprint: str) -> dict:

@@ -79,7 +79,7 @@ import numpy as np
 
 from reliability import streams
 from reliability.errors import ReliabilityError
-from reliability.sampling.checkpoint import read_checkpoint_meta, write_checkpoint
+from reliability.sampling.checkpoint import open_checkpoint, read_checkpoint_meta, write_checkpoint
 from reliability.sampling.modes import Modes, find_modes, flatten, gradient_sees_all
 from reliability.sampling.projected import NOT_EVALUATED, StageBlend, fit_joint_count_model, fit_projection_mixture
 from reliability.sampling.proposals import ModeMixture, fit_count_model, sqrt_optimal
@@ -485,7 +485,7 @@ def _save(path, fingerprint, modes: Modes, chips):
 def _load(path, fingerprint):
     if path is None or not path.exists():
         return None
-    with np.load(path, allow_pickle=False) as z:
+    with open_checkpoint(path) as z:
         if "U" not in z.files:
             raise ReliabilityError(f"checkpoint {path} was not written by the hybrid estimator (an older subset-"
                                    "simulation checkpoint?); resume it with method='subset' or delete it.")

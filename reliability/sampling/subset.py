@@ -33,7 +33,7 @@ import numpy as np
 
 from reliability import streams
 from reliability.errors import ReliabilityError
-from reliability.sampling.checkpoint import read_checkpoint_meta, write_checkpoint
+from reliability.sampling.checkpoint import open_checkpoint, read_checkpoint_meta, write_checkpoint
 from reliability.sampling.protocol import EstimatorRun, TailProblem
 from reliability.sampling.results import QuantileEstimate, TailEstimate
 from reliability.sampling.verdicts import MAX_COV, MIN_ANCESTORS, MIN_EVENTS, counts_holding, lognormal_ci
@@ -436,7 +436,7 @@ def _load_checkpoint(path, fingerprint, latent):
     path = Path(path)
     if not path.exists():
         return None
-    with np.load(path, allow_pickle=False) as z:
+    with open_checkpoint(path) as z:
         meta = read_checkpoint_meta(path, z, fingerprint)
         run = SubsetRun(n_per_level=meta["n_per_level"], p0=meta["p0"], evaluations=meta["evaluations"])
         for j, lm in enumerate(meta["levels"]):

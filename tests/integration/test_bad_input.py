@@ -207,3 +207,22 @@ def test_a_quantile_is_no_more_reliable_than_the_estimates_it_rests_on(public_ca
         assert round(q2.accuracy * n) == cc                    # the same run
         if not all(e.reliable for e in again.estimates):
             assert not q2.reliable and q2.reason
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint at all", b"PK\x03\x04truncated", None])
+def test_a_damaged_checkpoint_is_named_not_a_traceback(content, public_case, evalfile, tmp_path, capsys):
+    ck = tmp_path / "run.npz"
+    if content is None:                           # a truncated real checkpoint
+        args0 = ["tail", "--model", str(public_case.path / "model.onnx"), "--data", str(evalfile), "--variation", WG,
+                 "--below", "0.85", "--budget", "400", "--method", "subset", "--checkpoint", str(ck)]
+        assert main(args0) == 0
+        data = ck.read_bytes()
+        ck.write_bytes(data[: len(data) // 2])
+    else:
+        ck.write_bytes(content)
+    args = ["tail", "--model", str(public_case.path / "model.onnx"), "--data", str(evalfile), "--variation", WG,
+            "--below", "0.85", "--budget", "400", "--method", "subset", "--checkpoint", str(ck)]
+    assert main(args) == 2
+    err = _err(capsys)
+    assert "damaged or not a checkpoint" in err or "not a checkpoint" in err
+    assert "delete it" in err
