@@ -64,30 +64,35 @@ def output_folder(path, option: str) -> Path:
     return path
 
 
-def nonnegative_int(text: str) -> int:
-    """argparse type: a whole number >= 0 (seeds)."""
-    import argparse
+def _int_at_least(lo: int):
+    """An argparse type: a whole number >= ``lo``."""
 
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0; got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0; got {v}")
-    return v
+    def parse(text: str) -> int:
+        import argparse
+
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {lo}; got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {lo}; got {v}")
+        return v
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (counts, sizes)."""
-    import argparse
+#: argparse types: a whole number >= 0 (seeds), >= 1 (counts, sizes)
+nonnegative_int = _int_at_least(0)
+positive_int = _int_at_least(1)
 
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1; got {v}")
-    return v
+
+def check_outputs(args) -> None:
+    """Before any work: ``--json`` may be written (``--force`` to overwrite) and ``--checkpoint``'s
+    folder exists (an existing checkpoint is resumed, not overwritten)."""
+    if getattr(args, "json", None):
+        refuse_overwrite(args.json, "--json", args.force)
+    if getattr(args, "checkpoint", None):
+        output_folder(args.checkpoint, "--checkpoint")
 
 
 def progress_bar(what: str):

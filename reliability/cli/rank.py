@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from reliability.cli._output import (
-    nonnegative_int, output_folder, positive_int, progress_bar, refuse_overwrite, table,
+    check_outputs, nonnegative_int, positive_int, progress_bar, table,
 )
 
 
@@ -71,10 +71,7 @@ def run(args) -> int:
                                "'reliability rank --catalogue' lists them.")
     for m in args.mitigation:         # bad specs fail before the network is loaded
         parse_mitigation(m)
-    if args.json:
-        refuse_overwrite(args.json, "--json", args.force)
-    if args.checkpoint:
-        output_folder(args.checkpoint, "--checkpoint")
+    check_outputs(args)
     net = load_model(args.model)
     X, y = load_evalset(args.data)
     train = load_evalset(args.train) if args.train else None

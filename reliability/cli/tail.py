@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from reliability.cli._output import (
-    EXIT_PARTIAL, nonnegative_int, output_folder, positive_int, progress_bar, refuse_overwrite, table,
+    EXIT_PARTIAL, check_outputs, nonnegative_int, positive_int, progress_bar, table,
 )
 
 
@@ -41,10 +41,7 @@ def run(args) -> int:
     from reliability.data.evalset import load_evalset
     from reliability.sampling import estimate_tail
 
-    if args.json:
-        refuse_overwrite(args.json, "--json", args.force)
-    if args.checkpoint:
-        output_folder(args.checkpoint, "--checkpoint")
+    check_outputs(args)
     net = load_model(args.model)
     X, y = load_evalset(args.data)
     client = None
