@@ -8,6 +8,8 @@ parameters, units and defaults; :func:`parse_mitigation` reads a string.
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
@@ -80,7 +82,7 @@ class Context:
         return self.x, self.y
 
 
-class Mitigation:
+class Mitigation(abc.ABC):
     """Base of the catalogue's entries: ``apply(design, context) -> design`` and a canonical string.
 
     Subclasses are frozen dataclasses; ``key`` is their name in strings, ``UNITS`` the unit of each
@@ -91,8 +93,9 @@ class Mitigation:
     UNITS: ClassVar[dict] = {}
     DOC: ClassVar[str] = ""
 
-    def apply(self, design: Design, context: Context) -> Design:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def apply(self, design: Design, context: Context) -> Design:
+        """The design with this mitigation applied (a new :class:`Design`; ``design`` is unchanged)."""
 
     @property
     def parts(self) -> tuple["Mitigation", ...]:

@@ -165,7 +165,7 @@ def design_costs(design, simulator, rows_per_inference: list[int], costs: CostMo
     v["array_area_mm2"] = n_dev * costs.value("cell_area_F2") * F * F
     # writes: one pulse per device written once; 1 / P(band) expected attempts, each a pulse and a
     # verify read, per write-verified device (reliability.devices.verify)
-    verified = [a for a in simulator.acceptance(simulator.device) if a is not None]
+    verified = [p.accept for p in simulator.prepared if p.accept is not None]
     n_ver = sum(a.n_verified for a in verified)
     attempts = sum(a.expected_attempts() for a in verified)
     n_used = simulator.n_devices           # spares are written only in place of a repaired column

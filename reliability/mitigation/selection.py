@@ -22,7 +22,6 @@ import numpy as np
 from scipy import special
 
 from reliability.cim.graph import softmax_cross_entropy
-from reliability.devices.verify import acceptance
 from reliability.errors import ModelSpecError
 from reliability.streams import as_generator
 
@@ -56,13 +55,16 @@ def _pdf(t: np.ndarray) -> np.ndarray:
 def _variance_reduction(sim) -> list[np.ndarray]:
     """Per weight, ``Var_raw - Var_verified`` of its decoded value from programming variation
     (verified at the simulator's write-verify tolerance, every device)."""
+    if not sim.spec.write_verify or sim.verify_mask is not None:
+        raise ModelSpecError("select=hessian needs a simulator that write-verifies every device (write_verify > 0, "
+                             "no verify_mask): it weighs each weight by the variance verify removes.")
     dev = sim.device
     prog = dev.programming
     out = []
-    for m in sim.maps:
+    for m, p in zip(sim.maps, sim.prepared):
         coef = m.grad_conductance(np.ones((1, m.K, m.N)))[0]           # dW/dg per device
         std = np.broadcast_to(np.asarray(prog.std(m.targets), dtype=np.float64), m.targets.shape)
-        acc = acceptance(prog, m.targets, sim.spec.write_verify * (m.g_max - m.g_min), dev.floor)
+        acc = p.accept                        # every device verified (the simulator has no mask)
         a = special.ndtri(acc.u_lo).reshape(m.targets.shape)             # band edges, standardized
         b = -special.ndtri(acc.q_hi).reshape(m.targets.shape)
         Z = acc.probability.reshape(m.targets.shape)
