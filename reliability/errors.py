@@ -7,6 +7,8 @@ catch ``ValueError`` keep working.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Any, Sequence
 
 
@@ -44,3 +46,53 @@ class FitFailedError(ReliabilityError):
         self.diagnostics = diagnostics
         self.suggestions = tuple(suggestions)
         self.result = result
+
+
+# ---------------------------------------------------------------- options named in messages
+# A message names the fix in the caller's own words: Python parameter names (``unit='uS'``) for the
+# library, flags (``--unit uS``) when the command line is speaking.  The command line switches the
+# voice for the duration of a command (:func:`speaking_cli`); library code calls :func:`option`.
+_VOICE: contextvars.ContextVar[str] = contextvars.ContextVar("reliability_voice", default="python")
+
+
+class Placeholder(str):
+    """A value shown as written (``<volts>``), not quoted."""
+
+
+def _cli_columns(value) -> str:
+    if not isinstance(value, dict):
+        return f"--column {value}"
+    return " ".join(f"--column {k}={'' if v is None else v}" for k, v in value.items())
+
+
+# parameter -> how the command line spells it (a flag, or a function of the value)
+_CLI = {
+    "unit": lambda v: f"--unit {v}",
+    "current_unit": lambda v: f"--unit {v} --read-voltage <volts>",
+    "read_voltage": lambda v: f"--read-voltage {v}",
+    "columns": _cli_columns,
+    "drop_invalid": lambda v: "--drop-invalid",
+    "drop_outliers": lambda v: "--drop-outliers",
+    "overwrite": lambda v: "--force",
+    "wide": lambda v: "--wide",
+    "censor": lambda v: "--censor LOW HIGH" if isinstance(v, Placeholder) else f"--censor {v[0]:g} {v[1]:g}",
+    "t0_s": lambda v: f"--t0 {v}",
+    "time_origin": lambda v: f"--time-origin {v}",
+}
+
+
+def option(name: str, value: Any = True) -> str:
+    """How the caller passes ``name=value``: ``unit='uS'`` from Python, ``--unit uS`` on the command line."""
+    if _VOICE.get() == "cli" and name in _CLI:
+        return _CLI[name](value)
+    return f"{name}={value if isinstance(value, Placeholder) else repr(value)}"
+
+
+@contextlib.contextmanager
+def speaking_cli():
+    """Within this block, :func:`option` names command-line flags."""
+    token = _VOICE.set("cli")
+    try:
+        yield
+    finally:
+        _VOICE.reset(token)

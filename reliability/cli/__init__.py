@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from reliability import __version__
 from reliability.cli import demo, device, finetune, fit, rank, simulate, tail, worstcase
 from reliability.cli._output import print_error
-from reliability.errors import ReliabilityError
+from reliability.errors import ReliabilityError, speaking_cli
 
 #: The commands in the order ``reliability --help`` lists them.
 COMMANDS = (demo, fit, simulate, tail, worstcase, rank, finetune, device)
@@ -44,10 +45,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with speaking_cli(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except (ReliabilityError, FileExistsError, FileNotFoundError) as exc:
         print_error(exc)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning on the command line is a line for the user (``warning: ...``), not a source location."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)

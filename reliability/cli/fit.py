@@ -79,11 +79,7 @@ def run(args) -> int:
         return 1
     res.model.save(out, overwrite=True)
     print(f"\nwrote {out}")
-    if not res.success:
-        print(f"warning: the fit is marked FAILED ({res.message}); the model was written, exit status "
-              f"{EXIT_FLAGGED}", file=sys.stderr)
-        return EXIT_FLAGGED
-    return 0
+    return _verdict(res)
 
 
 def _fit_bayes(args, table, out, censor, stuck) -> int:
@@ -99,4 +95,13 @@ def _fit_bayes(args, table, out, censor, stuck) -> int:
     res.model.save(out, overwrite=True, trace=res.idata if args.trace else None)
     beside = f"{out.stem}.posterior.npz" + (f", {out.stem}.trace.nc" if args.trace else "")
     print(f"\nwrote {out} (beside it: {beside})")
-    return 0
+    return _verdict(res)
+
+
+def _verdict(res) -> int:
+    """The exit status of a fit that wrote its model: 0, or EXIT_FLAGGED when the fit is marked FAILED."""
+    if res.success:
+        return 0
+    print(f"warning: the fit is marked FAILED ({res.message}); the model was written, exit status "
+          f"{EXIT_FLAGGED}", file=sys.stderr)
+    return EXIT_FLAGGED

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["GoodnessOfFit", "goodness_of_fit", "QQ_PROBS", "TAIL_P"]
+__all__ = ["GoodnessOfFit", "TailCheck", "goodness_of_fit", "tail_check", "QQ_PROBS", "TAIL_P", "TAIL_ALPHA"]
 
 QQ_PROBS = np.array([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.99, 0.995, 0.999])
 TAIL_P = 0.001
@@ -39,15 +39,57 @@ class GoodnessOfFit:
     qq: dict = field(default_factory=dict)  # level -> {"probs", "empirical", "model"}
 
     @property
+    def tail(self) -> "TailCheck":
+        """The tail check (:class:`TailCheck`) of these statistics."""
+        return TailCheck(self.n, self.tail_low_observed, self.tail_high_observed, self.tail_expected,
+                         self.tail_low_pvalue, self.tail_high_pvalue)
+
+    @property
     def tails_ok(self) -> bool:
         """Both tails' exceedance counts are consistent with 0.1 % (two-sided binomial p > 0.01)."""
-        return bool(self.tail_low_pvalue > TAIL_ALPHA and self.tail_high_pvalue > TAIL_ALPHA)
+        return self.tail.ok
 
     @property
     def tail_ratio(self) -> tuple[float, float]:
         """Observed / expected counts beyond the model's 0.1 % and 99.9 % quantiles."""
-        e = max(self.tail_expected, 1e-12)
-        return self.tail_low_observed / e, self.tail_high_observed / e
+        return self.tail.ratio
+
+
+@dataclass(frozen=True)
+class TailCheck:
+    """The tail check every fit's verdict rests on (maximum-likelihood and Bayesian alike): the
+    counts of observations beyond the model's 0.1 % and 99.9 % quantiles, each tested against
+    Binomial(n, 0.001); it passes when both two-sided p-values exceed ``TAIL_ALPHA`` (0.01)."""
+
+    n: int
+    low_observed: int
+    high_observed: int
+    expected: float
+    low_pvalue: float
+    high_pvalue: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.low_pvalue > TAIL_ALPHA and self.high_pvalue > TAIL_ALPHA)
+
+    @property
+    def ratio(self) -> tuple[float, float]:
+        e = max(self.expected, 1e-12)
+        return self.low_observed / e, self.high_observed / e
+
+    def describe(self) -> str:
+        return (f"{self.low_observed} and {self.high_observed} of {self.n} observations beyond the model's "
+                f"0.1 %/99.9 % quantiles, {self.expected:.1f} expected each (binomial p = {self.low_pvalue:.2g}, "
+                f"{self.high_pvalue:.2g}; both must exceed {TAIL_ALPHA:g})")
+
+
+def tail_check(u: np.ndarray) -> TailCheck:
+    """:class:`TailCheck` of probability-integral transforms ``u = F(x)`` of the tested rows."""
+    u = np.asarray(u, dtype=float)
+    n = int(u.size)
+    lo = int(np.sum(u < TAIL_P))
+    hi = int(np.sum(u > 1 - TAIL_P))
+    return TailCheck(n, lo, hi, n * TAIL_P, _binom_two_sided(lo, n, TAIL_P), _binom_two_sided(hi, n, TAIL_P))
 
 
 def _binom_two_sided(k: int, n: int, p: float) -> float:
@@ -72,8 +114,7 @@ def goodness_of_fit(cdf, ppf, x, target, level, centres, keep) -> GoodnessOfFit:
     ks = stats.kstest(u, "uniform")
     zs = np.sort(special.ndtri(u))
     ad_stat, ad_p = _anderson_normal_known(zs)
-    lo = int(np.sum(u < TAIL_P))
-    hi = int(np.sum(u > 1 - TAIL_P))
+    tc = tail_check(u)
     qq = {}
     terr = {}
     for k, c in enumerate(centres):
@@ -88,8 +129,8 @@ def goodness_of_fit(cdf, ppf, x, target, level, centres, keep) -> GoodnessOfFit:
         terr[float(c)] = (float(mod[0] - emp[0]), float(mod[-1] - emp[-1]))
     return GoodnessOfFit(
         n=n, ks_statistic=float(ks.statistic), ks_pvalue=float(ks.pvalue), ad_statistic=ad_stat, ad_pvalue=ad_p,
-        tail_low_observed=lo, tail_high_observed=hi, tail_expected=n * TAIL_P,
-        tail_low_pvalue=_binom_two_sided(lo, n, TAIL_P), tail_high_pvalue=_binom_two_sided(hi, n, TAIL_P),
+        tail_low_observed=tc.low_observed, tail_high_observed=tc.high_observed, tail_expected=tc.expected,
+        tail_low_pvalue=tc.low_pvalue, tail_high_pvalue=tc.high_pvalue,
         tail_quantile_error=terr, qq=qq,
     )
 

@@ -214,5 +214,17 @@ def fit_device_bayes(
                     "family='student_t', compare with res.compare, look at res.ppc_plot)")
             post_model.metadata["fit"]["warnings"].append(note)
         notes.append(note)
+    # one verdict rule for every fit: converged (above) and the tail check the MLE fit is judged by
+    tc = res.tail_check()
+    if not tc.ok:
+        note = ("WARNING: tail check failed: " + tc.describe() + "; tail estimates built on this model are suspect "
+                "(try family='student_t', or the maximum-likelihood fit's mixture families)")
+        notes.append(note)
+        post_model.metadata["fit"]["warnings"].append(note)
+        message = f"{message}; tail check failed (see notes)"
+    else:
+        notes.append("tail check passed: " + tc.describe())
+    post_model.metadata["fit"]["success"] = tc.ok
+    post_model.metadata["fit"]["tail_check"] = dataclasses.asdict(tc)
     seconds["total"] = _time.perf_counter() - start
-    return dataclasses.replace(res, notes=tuple(notes), seconds=seconds)
+    return dataclasses.replace(res, notes=tuple(notes), seconds=seconds, success=tc.ok, message=message)

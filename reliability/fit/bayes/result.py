@@ -22,6 +22,7 @@ from reliability.devices.posterior import PosteriorDeviceModel
 from reliability.devices.state import Spline
 from reliability.errors import MissingDependencyError, ReliabilityError
 from reliability.fit.bayes.prepare import _Data, _normal_lp, _Prep
+from reliability.fit.gof import TailCheck, tail_check
 
 
 def require_bayes_extra() -> None:
@@ -168,6 +169,36 @@ class BayesFitResult:
         da = xr.DataArray(tot, dims=("chain", "draw", "first_read_row"),
                           coords={"chain": sub.chain.values, "draw": sub.draw.values})
         out = az.InferenceData(posterior=sub, log_likelihood=xr.Dataset({"first_read": da}))
+        self._cache[key] = out
+        return out
+
+    def tail_check(self, max_draws: int = 400) -> TailCheck:
+        """The tail check of :func:`reliability.fit.gof.tail_check`, the rule the maximum-likelihood
+        fit is judged by: the programmable (EM responsibility > 0.5), uncensored first reads,
+        transformed by the posterior predictive CDF of their level and chip (averaged over up to
+        ``max_draws`` evenly spaced draws); counts beyond 0.1 %/99.9 % against Binomial(n, 0.001)."""
+        key = ("tail", max_draws)
+        if key in self._cache:
+            return self._cache[key]
+        post = self.idata.posterior
+        dd = self._data
+        nc, nd = post.sizes["chain"], post.sizes["draw"]
+        sub = post.isel(draw=slice(None, None, max(1, int(math.ceil(nc * nd / max_draws)))))
+        rows = dd.first & (dd.cens == 0) & (dd.bulk_resp > 0.5)
+        M1 = sub["first_read_mean"].values.reshape(-1, dd.tbar.size)
+        S1 = sub["first_read_sd"].values.reshape(-1, dd.tbar.size)
+        if "chip_offset" in sub:
+            a = sub["chip_offset"].values.reshape(M1.shape[0], -1)[:, dd.chip[rows]]
+        else:
+            a = np.zeros((M1.shape[0], int(rows.sum())))
+        g = np.exp(a)
+        lev = dd.level[rows]
+        z = (dd.aligned()[rows] - g * M1[:, lev]) / (g * S1[:, lev])
+        if "df" in sub:
+            u = special.stdtr(sub["df"].values.reshape(-1, 1), z)
+        else:
+            u = special.ndtr(z)
+        out = tail_check(u.mean(axis=0))
         self._cache[key] = out
         return out
 
