@@ -48,6 +48,11 @@ class FitFailedError(ReliabilityError):
         self.result = result
 
 
+class InterruptedEarly(KeyboardInterrupt):
+    """Ctrl-C before a long computation had anything to keep; the message says where it was, e.g.
+    ``during the failure-mode search ...`` (the command line prints it with exit status 130)."""
+
+
 # ---------------------------------------------------------------- options named in messages
 # A message names the fix in the caller's own words: Python parameter names (``unit='uS'``) for the
 # library, flags (``--unit uS``) when the command line is speaking.  The command line switches the
@@ -59,17 +64,28 @@ class Placeholder(str):
     """A value shown as written (``<volts>``), not quoted."""
 
 
+def _shell(text: str) -> str:
+    """``text`` as typed in a shell (quoted when it needs it); placeholders as written."""
+    import shlex
+
+    return text if isinstance(text, Placeholder) else shlex.quote(str(text))
+
+
 def _cli_columns(value) -> str:
     if not isinstance(value, dict):
-        return f"--column {value}"
-    return " ".join(f"--column {k}={'' if v is None else v}" for k, v in value.items())
+        return f"--column {_shell(value)}"
+    parts = []
+    for k, v in value.items():
+        pair = f"{k}={'' if v is None else v}"
+        parts.append(f"--column {pair if isinstance(k, Placeholder) or isinstance(v, Placeholder) else _shell(pair)}")
+    return " ".join(parts)
 
 
 # parameter -> how the command line spells it (a flag, or a function of the value)
 _CLI = {
-    "unit": lambda v: f"--unit {v}",
-    "current_unit": lambda v: f"--unit {v} --read-voltage <volts>",
-    "read_voltage": lambda v: f"--read-voltage {v}",
+    "unit": lambda v: f"--unit {_shell(v)}",
+    "current_unit": lambda v: f"--unit {_shell(v)}",  # the command line has one --unit for both kinds of cells
+    "read_voltage": lambda v: f"--read-voltage {_shell(v)}",
     "columns": _cli_columns,
     "drop_invalid": lambda v: "--drop-invalid",
     "drop_outliers": lambda v: "--drop-outliers",
@@ -78,6 +94,13 @@ _CLI = {
     "censor": lambda v: "--censor LOW HIGH" if isinstance(v, Placeholder) else f"--censor {v[0]:g} {v[1]:g}",
     "t0_s": lambda v: f"--t0 {v}",
     "time_origin": lambda v: f"--time-origin {v}",
+    "state": lambda v: f"--state {v}",
+    "family": lambda v: f"--family {v}",
+}
+
+# names that are not a parameter in Python either: how the library spells them
+_PYTHON = {
+    "wide": lambda v: "reliability.data.from_wide(...)",
 }
 
 
@@ -85,6 +108,8 @@ def option(name: str, value: Any = True) -> str:
     """How the caller passes ``name=value``: ``unit='uS'`` from Python, ``--unit uS`` on the command line."""
     if _VOICE.get() == "cli" and name in _CLI:
         return _CLI[name](value)
+    if name in _PYTHON:
+        return _PYTHON[name](value)
     return f"{name}={value if isinstance(value, Placeholder) else repr(value)}"
 
 

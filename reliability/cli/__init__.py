@@ -39,20 +39,25 @@ def main(argv: list[str] | None = None) -> int:
     ``error: ...``); 3 a result written whose own checks failed (a fit marked FAILED); 4 interrupted
     after writing a partial result; 130 interrupted with nothing written.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "func"):
-        parser.print_help()
-        return 0
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not hasattr(args, "func"):
+            parser.print_help()
+            return 0
         with speaking_cli(), warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(args.func(args) or 0)
     except (ReliabilityError, FileExistsError, FileNotFoundError) as exc:
         print_error(exc)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # a command that can keep part of its work catches the interruption itself and exits with
+        # EXIT_PARTIAL; reaching here means its result was never written (every output is written
+        # atomically, so no file is half-written)
+        where = f" {exc}" if str(exc) else ""
+        print(f"interrupted{where}: the command's result was not written; no output file is half-written",
+              file=sys.stderr)
         return 130
 
 

@@ -56,6 +56,7 @@ def run_presets(args) -> int:
 
 def run_sample(args) -> int:
     """Draw ``-n`` conductances of devices programmed to ``--target`` and write them to ``--npy``."""
+    from reliability._json import atomic_output
     import numpy as np
 
     from reliability.devices import load_device
@@ -65,7 +66,8 @@ def run_sample(args) -> int:
         raise ReliabilityError(f"-n must be a positive number of samples; got {args.n}.")
     m = load_device(args.device)
     x = m.sample(args.target, time_s=args.time, size=args.n, rng=np.random.default_rng(args.seed))
-    np.save(out, x)
+    with atomic_output(out) as tmp:
+        np.save(tmp, x)
     q = np.percentile(x, [5, 50, 95])
     print(f"wrote {args.n} samples ({m.unit}) of devices programmed to {args.target:g} {m.unit}, read at "
           f"{args.time:g} s, each on a new chip, to {out}: mean {x.mean():.4g}, std {x.std():.4g}, "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from reliability.cli._output import (
     check_outputs, nonnegative_int, positive_int, progress_bar, table,
@@ -53,7 +52,7 @@ def print_catalogue() -> None:
 
 def run(args) -> int:
     """Rank the candidates, print the table (flagging ties and unreliable estimates), write ``--json``."""
-    import json as _json
+    from reliability._json import write_json
 
     if args.catalogue:
         print_catalogue()
@@ -95,7 +94,7 @@ def run(args) -> int:
         best = res.cheapest(args.target)
         print(f"cheapest reaching {args.target:g} (whole 95 % interval): " + (best.name if best else "none"))
     if args.json:
-        Path(args.json).write_text(_json.dumps(res.to_dict(), indent=2) + "\n")
+        write_json(args.json, res.to_dict())
         print(f"wrote {args.json}")
     for note in res.notes:
         print(f"warning: {note}", file=sys.stderr)

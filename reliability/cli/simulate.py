@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from reliability.cli._output import nonnegative_int, positive_int, progress_bar, refuse_overwrite
+import sys
+
+from reliability.cli._output import EXIT_PARTIAL, nonnegative_int, positive_int, progress_bar, refuse_overwrite
 from reliability.errors import ReliabilityError
 
 
@@ -22,7 +24,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    """Simulate ``--chips`` chips, write one row per chip, print the summary (130 if interrupted)."""
+    """Simulate ``--chips`` chips, write one row per chip, print the summary (exit status EXIT_PARTIAL if interrupted:
+    the chips finished before the interruption are written)."""
+    from reliability._json import atomic_output
     from reliability.cim import load_model
     from reliability.cim.simulate import ChipSimulator
     from reliability.data.evalset import load_evalset
@@ -34,9 +38,14 @@ def run(args) -> int:
     X, y = load_evalset(args.data)
     sim = ChipSimulator(net, args.variation)
     res = sim.evaluate(X, y, args.chips, rng=args.seed, chunk_size=args.chunk_size, progress=progress_bar("chips"))
-    res.to_polars().write_parquet(out)
+    with atomic_output(out) as tmp:
+        res.to_polars().write_parquet(tmp)
     print(res.summary())
     for k, v in res.diagnostics.items():
         print(f"  {k}: {v:.3g}")
     print(f"wrote {len(res.chip)} rows (chip, accuracy, loss, n_correct) to {out}")
-    return 0 if res.complete else 130
+    if not res.complete:
+        print(f"interrupted: {out} holds the {len(res.chip)} chips finished before the interruption, of "
+              f"{args.chips} asked for; exit status {EXIT_PARTIAL}", file=sys.stderr)
+        return EXIT_PARTIAL
+    return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from reliability.cli._output import (
     EXIT_PARTIAL, check_outputs, nonnegative_int, positive_int, progress_bar, table,
@@ -35,7 +34,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     """Estimate the tail, print the estimates (flagging unreliable ones), write ``--json``."""
-    import json as _json
+    from reliability._json import write_json
 
     from reliability.cim import load_model
     from reliability.data.evalset import load_evalset
@@ -61,8 +60,9 @@ def run(args) -> int:
     if not res.complete:
         hint = (f"run the same command again to resume from {args.checkpoint}" if args.checkpoint else
                 "give --checkpoint FILE next time to make a run resumable")
-        print(f"interrupted: the result below uses the completed levels only (wider intervals, flagged); {hint}",
-              file=sys.stderr)
+        print(f"interrupted: the result below uses only the chips evaluated before the interruption "
+              f"({res.evaluations} of {args.budget}; its intervals say how much that costs); exit status "
+              f"{EXIT_PARTIAL}; {hint}", file=sys.stderr)
     rows = [{"P(acc <= a)": f"a = {e.below:.6g}", "probability": e.probability, "std error": e.std_error,
              "95 % CI": f"[{e.ci95[0]:.3g}, {e.ci95[1]:.3g}]", "method": e.method, "ESS": e.ess,
              "reliable": e.reliable, "reason": e.reason or ""} for e in res.estimates]
@@ -73,7 +73,7 @@ def run(args) -> int:
     if qrows:
         table(qrows, list(qrows[0]), title="k-th percentile accuracy")
     if args.json:
-        Path(args.json).write_text(_json.dumps(res.to_dict(), indent=2) + "\n")
+        write_json(args.json, res.to_dict())
         print(f"wrote {args.json}")
     unreliable = [e for e in res.estimates if not e.reliable] + [q for q in res.quantiles if not q.reliable]
     if unreliable:

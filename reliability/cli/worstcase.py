@@ -5,7 +5,6 @@ breaking deviation and the devices that carry it (thin: parses, calls
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from reliability.cli._output import nonnegative_int, progress_bar, refuse_overwrite, table
 from reliability.errors import ReliabilityError
@@ -75,7 +74,7 @@ def _focus(text: str):
 
 def run(args) -> int:
     """Search the worst case for each bound, print it (and the sensitivity ranking), write ``--json``."""
-    import json as _json
+    from reliability._json import write_json
 
     from reliability.cim import load_model
     from reliability.data.evalset import load_evalset
@@ -121,7 +120,7 @@ def run(args) -> int:
                     "gradient": t["gradient"], "score": t["score"]} for t in s.top[:10]],
                   ["layer", "kind", "device", "z", "gradient", "score"], title="top devices")
     if args.json:
-        Path(args.json).write_text(_json.dumps(res.to_dict(), indent=2) + "\n")
+        write_json(args.json, res.to_dict())
         print(f"wrote {args.json}")
     if res.message:
         print(f"warning: {res.message}", file=sys.stderr)

@@ -32,6 +32,7 @@ LAYERS = {
     "mitigation": {"devices", "cim", "sampling", "worstcase"},
     "demo": {"data", "devices", "fit", "cim", "sampling", "worstcase"},
     "cli": None,        # the top: may import anything (lazily, per command)
+    "_console": None,   # the console script: imports the command line
     "__init__": set(),
 }
 HELPERS = {"errors", "streams", "_json"}

@@ -1,0 +1,124 @@
+"""Ctrl-C never loses finished work silently: every interruption either leaves a valid partial result
+(exit status EXIT_PARTIAL, with the resume hint that fits the command) or says that nothing exists
+yet and nothing was written (exit status 130)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import polars as pl
+import pytest
+
+from reliability.cli import main
+from reliability.cli._output import EXIT_PARTIAL
+
+WG = "weight-gaussian:sigma=0.05"
+
+
+@pytest.fixture()
+def tail_args(public_case, tmp_path):
+    p = tmp_path / "eval.npz"
+    np.savez(p, X=public_case.X, y=public_case.y)
+    return ["tail", "--model", str(public_case.path / "model.onnx"), "--data", str(p), "--variation", WG,
+            "--quantile", "1e-3", "--budget", "3000", "--json", str(tmp_path / "t.json")]
+
+
+def _interrupt_at(monkeypatch, owner, name, call):
+    real = getattr(owner, name)
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(owner, name, flaky)
+
+
+def test_interrupted_during_the_mode_search_says_nothing_exists(tail_args, tmp_path, monkeypatch, capsys):
+    from reliability.sampling import hybrid
+
+    _interrupt_at(monkeypatch, hybrid, "find_modes", 1)
+    ck = tmp_path / "run.npz"
+    assert main(tail_args + ["--checkpoint", str(ck)]) == 130
+    err = capsys.readouterr().err
+    assert "during the failure-mode search" in err and "result was not written" in err and "Traceback" not in err
+    assert str(ck) in err                                  # where the checkpoint will appear
+    assert not (tmp_path / "t.json").exists() and not ck.exists()
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("with_checkpoint", [True, False])
+def test_interrupted_after_the_search_writes_a_valid_partial_json(with_checkpoint, tail_args, tmp_path, monkeypatch,
+                                                                  capsys):
+    from reliability.sampling import hybrid
+
+    _interrupt_at(monkeypatch, hybrid.HybridRun, "place", 2)
+    ck = tmp_path / "run.npz"
+    args = tail_args + (["--checkpoint", str(ck)] if with_checkpoint else [])
+    assert main(args) == EXIT_PARTIAL
+    err = capsys.readouterr().err
+    doc = json.loads((tmp_path / "t.json").read_text())
+    assert doc["complete"] is False and doc["quantiles"]
+    assert "exit status 4" in err
+    if with_checkpoint:
+        assert f"resume from {ck}" in err and "give --checkpoint" not in err
+    else:
+        assert "give --checkpoint FILE next time" in err
+
+
+def test_interrupted_simulation_keeps_the_finished_chips(public_case, tmp_path, monkeypatch, capsys):
+    from reliability.cim.simulate import ChipSimulator
+
+    p = tmp_path / "eval.npz"
+    np.savez(p, X=public_case.X, y=public_case.y)
+    _interrupt_at(monkeypatch, ChipSimulator, "logits", 3)
+    out = tmp_path / "chips.parquet"
+    rc = main(["simulate", "--model", str(public_case.path / "model.onnx"), "--data", str(p), "--variation", WG,
+               "--chips", "40", "--chunk-size", "8", "--out", str(out)])
+    assert rc == EXIT_PARTIAL
+    rows = pl.read_parquet(out)
+    assert rows.height == 16 and rows["chip"].to_list() == list(range(16))
+    assert "16 chips finished" in capsys.readouterr().err
+
+
+def test_an_interruption_no_command_catches_is_one_line(monkeypatch, capsys):
+    from reliability.cli import device
+
+    def boom(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(device, "run_show", boom)
+    assert main(["device", "show", "pcm"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: the command's result was not written") and "Traceback" not in err
+
+
+def test_an_interruption_while_the_command_starts_is_one_line(monkeypatch, capsys):
+    from reliability import _console
+
+    class Starting(types.ModuleType):
+        def __getattr__(self, name):
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "reliability.cli", Starting("reliability.cli"))
+    assert _console.main() == 130
+    assert "interrupted while starting: nothing was run or written" in capsys.readouterr().err
+
+
+def test_an_output_is_the_old_file_or_the_whole_new_one(tmp_path):
+    from reliability._json import atomic_output, write_json
+
+    target = write_json(tmp_path / "r.json", {"v": 1})
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(target) as tmp:
+            tmp.write_text('{"v": 2, "half')
+            raise KeyboardInterrupt
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+    write_json(target, {"v": np.float64("nan")})
+    assert json.loads(target.read_text()) == {"v": None}
