@@ -7,7 +7,9 @@ scikit-learn estimator is passed as a Python object.
 ONNX
 ----
 One graph input (initializers listed as inputs are ignored) and one graph output; default-domain
-opset 9 or later (tested with 13 to 19, as written by ``torch.onnx.export``).  The op types of
+opset 9 or later; every supported op is tested against onnxruntime at opsets 9, 11, 12, 13
+and 19 (a later opset is read, untested).  A node with an attribute its op does not have at the
+model's opset is refused.  The op types of
 :data:`reliability.cim.graph.SUPPORTED_OPS` are supported; anything else raises
 :class:`~reliability.errors.ModelSpecError` naming the op type and the node.  Gemm, MatMul and Conv
 whose weight is an initializer become analog layers; their bias (and a directly following
@@ -173,8 +175,23 @@ def load_onnx(model) -> Network:
     if opset is None:
         raise ModelSpecError(f"{source}: the model imports no default-domain (ai.onnx) opset")
     if opset < 9:
-        raise ModelSpecError(f"{source}: opset {opset} is too old (9 or later is supported; tested "
-                             f"13 to 19); re-export with a newer opset_version")
+        raise ModelSpecError(f"{source}: opset {opset} is too old (9 to 19 are supported and tested); "
+                             f"re-export with a newer opset_version")
+    # a node's attributes must exist at the model's own opset (ceil_mode before opset 10 would
+    # otherwise be read with the newer semantics); unknown op types are named later
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        try:
+            schema = onnx.defs.get_schema(node.op_type, opset)
+        except Exception:
+            continue
+        extra = sorted(a.name for a in node.attribute if a.name not in schema.attributes)
+        if extra:
+            raise ModelSpecError(
+                f"{source}: node {node.name or node.op_type!r} ({node.op_type}) has attribute(s) {extra} that "
+                f"{node.op_type} does not have at the model's opset {opset} (version {schema.since_version} of "
+                f"the op); re-export with a newer opset_version or drop the attribute")
     if len(graph.sparse_initializer):
         raise ModelSpecError(f"{source}: sparse initializers are not supported")
     consts = {t.name: _tensor_array(numpy_helper, t) for t in graph.initializer}

@@ -23,7 +23,7 @@ from reliability.bench import CASES_DIR  # noqa: E402
 from reliability.errors import ModelSpecError  # noqa: E402
 
 CASE = CASES_DIR / "digits_mlp_s05"  # the public case shipped in the package
-OPSETS = [13, 19]
+OPSETS = [9, 11, 12, 13, 19]
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def _conv_cases():
     }
 
 
-def _pool_cases(opset):
+def _pool_cases():
     x_shape = (2, 3, 9, 8)
     mp = lambda **kw: helper.make_node("MaxPool", ["x"], ["y"], **kw)  # noqa: E731
     ap = lambda **kw: helper.make_node("AveragePool", ["x"], ["y"], **kw)  # noqa: E731
@@ -228,10 +228,13 @@ def _pool_cases(opset):
         "avgpool_1d": ([ap(kernel_shape=[2], strides=[2])], {}, (2, 3, 10)),
         "global_avgpool": ([helper.make_node("GlobalAveragePool", ["x"], ["y"])], {}, x_shape),
     }
-    if opset >= 19:
-        cases["avgpool_dilated"] = ([ap(kernel_shape=[2, 2], dilations=[2, 2], pads=[1, 1, 1, 1])], {},
-                                    x_shape)
+    cases["avgpool_dilated"] = ([ap(kernel_shape=[2, 2], dilations=[2, 2], pads=[1, 1, 1, 1])], {}, x_shape)
     return cases
+
+
+#: cases whose attributes an older opset does not have (ONNX's operator changelog)
+MIN_OPSET = {"maxpool_ceil": 10, "avgpool_ceil": 10, "maxpool_dilated": 10, "flatten_axis_neg1": 11,
+             "constant_float": 12, "avgpool_dilated": 19}
 
 
 def _bn_cases():
@@ -259,21 +262,18 @@ def _bn_cases():
     }
 
 
-def _all_cases(opset):
+def _all_cases():
     cases = {}
     for f in (_gemm_cases, _matmul_cases, _elementwise_cases, _shape_cases, _conv_cases, _bn_cases):
         cases.update(f())
-    cases.update(_pool_cases(opset))
+    cases.update(_pool_cases())
     return cases
 
 
-@pytest.mark.parametrize("opset", OPSETS)
-@pytest.mark.parametrize("case", sorted(_all_cases(19)))
+@pytest.mark.parametrize("case, opset", [(c, o) for c in sorted(_all_cases()) for o in OPSETS
+                                          if o >= MIN_OPSET.get(c, 0)])
 def test_op_matches_onnxruntime(case, opset):
-    cases = _all_cases(opset)
-    if case not in cases:
-        pytest.skip(f"{case} needs a newer opset than {opset}")
-    nodes, inits, x_shape = cases[case]
+    nodes, inits, x_shape = _all_cases()[case]
     model = make_model(nodes, inits, x_shape, opset)
     x = rnd(*x_shape, seed=99)
     net, ref = assert_like_ort(model, x)
@@ -289,7 +289,7 @@ def test_softmax_legacy_opset11():
 
 
 def test_fusions_and_layers():
-    cases = _all_cases(17)
+    cases = _all_cases()
     # Add of a bias vector is absorbed by MatMul, BatchNormalization by Conv/Gemm/MatMul
     for name, n_ops in [("matmul_add", 1), ("bn_after_conv", 1), ("bn_after_gemm", 1),
                         ("bn_after_matmul_add", 1), ("bn_elementwise", 2), ("conv_add_bias", 1)]:
@@ -765,3 +765,14 @@ def test_forward_only_relu_in_place_never_touches_a_value_still_needed():
     np.testing.assert_allclose(got[1], np.maximum(2 * h, 0) + 2 * h + np.maximum(x, 0), rtol=1e-6)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(got, net.forward(x, weights=Ws, keep=True)[0])
+
+
+@pytest.mark.parametrize("case", sorted(MIN_OPSET))
+def test_what_the_opset_lacks_is_refused(case):
+    """ceil_mode and MaxPool dilations (opset 10), a negative Flatten axis (11), AveragePool
+    dilations (19): an older model with them is invalid (onnxruntime refuses it too) and is not
+    read with the newer semantics."""
+    nodes, inits, x_shape = _all_cases()[case]
+    opset = MIN_OPSET[case] - 1
+    with pytest.raises(ModelSpecError, match="does not have at the model's opset|valid from opset 11"):
+        load_onnx(make_model(nodes, inits, x_shape, opset))

@@ -328,6 +328,9 @@ class _Builder:
             legacy = self.opset < 13
             return _Softmax(name, ins[:1], outs[:1], a.get("axis", 1 if legacy else -1), legacy)
         if t == "Flatten":
+            if self.opset < 11 and a.get("axis", 1) < 0:
+                raise ModelSpecError(f"Flatten node {name!r}: a negative axis ({a['axis']}) is valid from opset 11; "
+                                     f"the model's opset is {self.opset}. Re-export with a newer opset_version.")
             return _Flatten(name, ins[:1], outs[:1], a.get("axis", 1))
         if t == "Reshape":
             if len(ins) < 2 or not self.is_const(ins[1]):
