@@ -159,3 +159,28 @@ def test_sphinx_build_passes_with_warnings_as_errors(tmp_path):
     html = (tmp_path / "html" / "results.html").read_text(encoding="utf-8")
     assert "Recorded results" in html
     assert (tmp_path / "html" / "api.html").exists()
+
+
+@pytest.mark.slow
+def test_the_readme_python_tour_runs(public_case, tmp_path, monkeypatch):
+    """The README's Python tour, on a simulated PCM campaign and the public case's MLP (the names it
+    uses: ``campaign.csv``, ``model.onnx``, ``X``, ``y``); the save its comment suggests works
+    again on the file it wrote."""
+    import shutil
+
+    from reliability.data import simulate_campaign, write_measurements
+    from reliability.devices import load_device
+
+    (block,) = [b for b in _fenced_blocks(README.read_text(encoding="utf-8"), "python") if "fit_device" in b]
+    monkeypatch.chdir(tmp_path)
+    frame = simulate_campaign(load_device("pcm"), [2, 6, 10, 14, 18, 22], [20, 3600, 86400], n_chips=4,
+                              n_devices=60, rng=0)
+    write_measurements(frame, tmp_path / "campaign.csv")
+    shutil.copy(public_case.path / "model.onnx", tmp_path / "model.onnx")
+    ns = {"X": public_case.X, "y": public_case.y}
+    exec(compile(block, "README.md", "exec"), ns)
+    assert ns["fit"].success and ns["ranking"].to_polars().height >= 4
+    save = re.search(r"\.save\((.*?)\)\n", block).group(1)
+    for _ in range(2):
+        eval(f"model.save({save})", ns)
+    assert load_device("device.json").to_dict() == ns["model"].to_dict()

@@ -45,8 +45,8 @@ def run(args) -> int:
 
 def _print_settings(settings) -> None:
     rows = [{"chip": s.label, "mean": s.mean, "std": s.std, "median": s.median, "1 %": s.p1, "0.1 %": s.p01,
-             "worst": s.worst, "s": s.seconds} for s in settings]
-    table(rows, ["chip", "mean", "std", "median", "1 %", "0.1 %", "worst", "s"],
+             "worst": s.worst, "seconds": s.seconds} for s in settings]
+    table(rows, ["chip", "mean", "std", "median", "1 %", "0.1 %", "worst", "seconds"],
           title="accuracy over 2,000 simulated chips (percentiles from the bottom)")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from reliability.cli._output import nonnegative_int, progress_bar, refuse_overwrite, table
+from reliability.cli._output import nonnegative_int, positive_int, progress_bar, refuse_overwrite, table
 from reliability.errors import ReliabilityError
 
 # The choices and defaults of ``reliability.worstcase`` (``NORMS``, ``OPTIMIZERS``, ``DEFAULT_FOCUS``,
@@ -33,8 +33,8 @@ def add_parser(subparsers) -> None:
                    help="also bisect for the smallest bound whose worst case reaches accuracy <= THRESHOLD")
     w.add_argument("--tolerance", type=float, default=0.05, help="bisection tolerance in sigma units (default 0.05)")
     w.add_argument("--max-bound", type=float, help="largest bound the bisection tries (default 32 for linf)")
-    w.add_argument("--restarts", type=int, default=4, help="restarts searched at once as a batch of chips (default 4)")
-    w.add_argument("--iterations", type=int, default=30, help="descent steps per search (default 30)")
+    w.add_argument("--restarts", type=positive_int, default=4, help="restarts searched at once as a batch of chips (default 4)")
+    w.add_argument("--iterations", type=positive_int, default=30, help="descent steps per search (default 30)")
     w.add_argument("--optimizer", default="pgd", choices=list(OPTIMIZERS), help="pgd (default) or adam")
     w.add_argument("--step", type=float, default=0.25, help="initial step as a fraction of the bound (default 0.25)")
     w.add_argument("--kappa", type=float, help="margin-loss confidence in logit units (default: 5 %% of the median "
@@ -42,13 +42,13 @@ def add_parser(subparsers) -> None:
     w.add_argument("--focus", default=",".join("cw" if q is None else f"{q:g}" for q in DEFAULT_FOCUS),
                    help="per restart (cycled): 'cw' for the clipped margin loss or a quantile q for the soft count "
                         "(default %(default)s)")
-    w.add_argument("--random-chips", type=int, default=100,
+    w.add_argument("--random-chips", type=nonnegative_int, default=100,
                    help="chips drawn uniformly within the bound as a baseline (default 100; 0: none)")
     w.add_argument("--blocks", default=",".join(SEARCHABLE_BLOCKS),
                    help="latent blocks searched, comma-separated (default: %(default)s; stuck faults never)")
     w.add_argument("--clip-range", action="store_true",
                    help="also clamp every device to the physical conductance range [g_min, g_max]")
-    w.add_argument("--top", type=int, default=20, help="devices listed in the sensitivity ranking (default 20)")
+    w.add_argument("--top", type=positive_int, default=20, help="devices listed in the sensitivity ranking (default 20)")
     w.add_argument("--no-sensitivity", action="store_true", help="skip the layer/device sensitivity ranking")
     w.add_argument("--seed", type=nonnegative_int, default=0)
     w.add_argument("--json", help="write the result as JSON")
@@ -70,6 +70,12 @@ def _focus(text: str):
             raise ReliabilityError(f"--focus {text!r}: each entry is 'cw' or a quantile in (0, 1); "
                                    f"got {part!r}.") from None
     return tuple(out)
+
+
+#: the latent variables of a device (``LatentChips`` blocks), as the table names them
+KIND_NAMES = {"prog": "programming", "nu": "drift exponent", "read": "read noise", "read_ref": "reference read noise",
+              "stuck": "stuck-at", "prog_s": "spare: programming", "nu_s": "spare: drift exponent",
+              "read_s": "spare: read noise", "stuck_s": "spare: stuck-at"}
 
 
 def run(args) -> int:
@@ -96,7 +102,7 @@ def run(args) -> int:
              f"random min ({b.random_chips})": b.random_min_accuracy, "source": b.source,
              "max |z|": b.deviation.get("max_abs_z", 0.0), "mean |z|": b.deviation.get("mean_abs_z", 0.0),
              "max |dW|/max|W|": max((w["max_rel_weight_deviation"] for w in b.deviation.get("weights", [])),
-                                    default=0.0), "s": b.seconds} for b in res.bounds]
+                                    default=0.0), "seconds": b.seconds} for b in res.bounds]
     if rows:
         cols = list(dict.fromkeys(k for r in rows for k in r))
         table(rows, cols, title=f"worst-case accuracy ({res.norm} bound in sigma units, {res.n_samples} samples, "
@@ -111,14 +117,19 @@ def run(args) -> int:
             print(f"minimal bound: {mb.message}")
     s = res.sensitivity
     if s is not None:
-        table([{"layer": r["name"], "devices": r["devices"], "share": r["share"], "mean |z|": r["mean_abs_z"],
-                "attribution": r["attribution"]} for r in s.layers],
-              ["layer", "devices", "share", "mean |z|", "attribution"],
-              title=f"which layers carry the deviation ({s.chip}, k = {s.bound:.4g}; share of |z| x |gradient|)")
+        table([{"layer": r["name"], "devices": r["devices"], "share": r["share"], "mean |z| (sigma)": r["mean_abs_z"],
+                "attribution (loss)": r["attribution"]} for r in s.layers],
+              ["layer", "devices", "share", "mean |z| (sigma)", "attribution (loss)"],
+              title=f"which layers carry the deviation ({s.chip}, k = {s.bound:.4g}; share of |z| x |gradient|; "
+                    f"attribution: the layer's part of the clipped margin loss change)")
         if s.top:
-            table([{"layer": t["name"], "kind": t["kind"], "device": str(t["device"]), "z": t["z"],
-                    "gradient": t["gradient"], "score": t["score"]} for t in s.top[:10]],
-                  ["layer", "kind", "device", "z", "gradient", "score"], title="top devices")
+            table([{"layer": t["name"], "variable": KIND_NAMES.get(t["kind"], t["kind"]),
+                    "weight (row, col)": f"({t['device'][-2]}, {t['device'][-1]})",
+                    "device (replica, slice, sign)": "(" + ", ".join(map(str, t["device"][:-2])) + ")",
+                    "z (sigma)": t["z"], "mean dL/dz": t["gradient"], "|z x dL/dz|": t["score"]} for t in s.top],
+                  ["layer", "variable", "weight (row, col)", "device (replica, slice, sign)", "z (sigma)",
+                   "mean dL/dz", "|z x dL/dz|"],
+                  title=f"the {len(s.top)} devices with the largest attribution (--top {args.top})")
     if args.json:
         write_json(args.json, res.to_dict())
         print(f"wrote {args.json}")
