@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from reliability.cim.spec import parse_variation
-from reliability.errors import ModelSpecError, ReliabilityError
+from reliability.errors import InterruptedEarly, ModelSpecError, ReliabilityError
 from reliability.mitigation.catalogue import Context, Design, Mitigation, parse_mitigation
 from reliability.mitigation.costs import Cost, CostModel, design_costs
 from reliability.streams import as_seed
@@ -220,9 +220,9 @@ def _evaluate(design, sim, x, y, metric, budget, seed, method):
         if n < 2:
             raise ReliabilityError("the mean metric needs at least 2 chips; raise the budget.")
         m, se = float(a.mean()), float(a.std(ddof=1) / math.sqrt(n))
-        reliable = res.complete
-        return Robustness(m, (m - Z95 * se, m + Z95 * se), reliable, None if reliable else "interrupted",
-                          n, time.perf_counter() - t0), a
+        if not res.complete:
+            raise KeyboardInterrupt
+        return Robustness(m, (m - Z95 * se, m + Z95 * se), True, None, n, time.perf_counter() - t0), a
     if metric.kind == "worst":
         from reliability.worstcase import worst_case
 
@@ -238,10 +238,14 @@ def _evaluate(design, sim, x, y, metric, budget, seed, method):
     if metric.kind == "quantile":
         tr = estimate_tail(design.network, x, y, design.spec, quantiles=(metric.param,), budget=budget, rng=seed,
                            method=method, simulator=sim)
+        if not tr.complete:
+            raise KeyboardInterrupt
         q = tr.quantiles[0]
         return Robustness(q.accuracy, tuple(q.ci95), q.reliable, q.reason, tr.evaluations, time.perf_counter() - t0), None
     tr = estimate_tail(design.network, x, y, design.spec, below=(metric.param,), budget=budget, rng=seed,
                        method=method, simulator=sim)
+    if not tr.complete:
+        raise KeyboardInterrupt
     e = tr.estimates[0]
     return Robustness(e.probability, tuple(e.ci95), e.reliable, e.reason, tr.evaluations, time.perf_counter() - t0), None
 
@@ -388,8 +392,16 @@ def rank(network, x, y, variation, mitigations, *, metric="quantile:1e-4", budge
                 r, a = _evaluate(design, sim, x, y, metric, int(budget), seed, method)
             except ReliabilityError as exc:
                 raise type(exc)(f"candidate {name!r}: {exc}") from None
+            except KeyboardInterrupt:
+                # a ranking needs every candidate: a partial estimate of one is not kept or ranked
+                kept = sum(1 for c in saved.values()) if ck is not None else 0
+                raise InterruptedEarly(
+                    f"while evaluating candidate {name!r} ({ci + 1} of {len(cands)}); "
+                    + (f"{kept} finished candidate(s) are kept in {ck}: run again to resume from them"
+                       if ck is not None and metric.kind != "mean" else
+                       "give a checkpoint file to keep finished candidates")) from None
             total_evals += r.evaluations
-            if ck is not None and metric.kind != "mean" and r.reason != "interrupted":
+            if ck is not None and metric.kind != "mean":
                 saved[fp] = r.to_dict()
                 tmp = ck.with_suffix(ck.suffix + ".tmp")
                 tmp.write_text(json.dumps({"schema": "nvcim-reliability/rank-checkpoint", "candidates": saved}, indent=1))

@@ -4,6 +4,7 @@ yet and nothing was written (exit status 130)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import types
@@ -122,3 +123,51 @@ def test_an_output_is_the_old_file_or_the_whole_new_one(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
     write_json(target, {"v": np.float64("nan")})
     assert json.loads(target.read_text()) == {"v": None}
+
+
+def test_an_interrupted_ranking_keeps_finished_candidates_and_resumes(public_case, tmp_path, monkeypatch, capsys):
+    """A ranking needs every candidate: Ctrl-C during one writes no ranking (130) and keeps no partial
+    estimate, the finished candidates stay in the checkpoint and a second run resumes from them."""
+    rank_mod = importlib.import_module("reliability.mitigation.rank")   # the package exports the function
+
+    p = tmp_path / "eval.npz"
+    np.savez(p, X=public_case.X, y=public_case.y)
+    ck, out = tmp_path / "rank.json", tmp_path / "r.json"
+    args = ["rank", "--model", str(public_case.path / "model.onnx"), "--data", str(p), "--variation", WG,
+            "--mitigation", "replicas:n=2", "--metric", "quantile:1e-2", "--budget", "1500", "--json", str(out),
+            "--checkpoint", str(ck)]
+    real = rank_mod._evaluate
+    seen = []
+
+    def interrupted_in_the_second(*a, **k):
+        seen.append(1)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(rank_mod, "_evaluate", interrupted_in_the_second)
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "while evaluating candidate 'replicas:n=2' (2 of 2)" in err and f"kept in {ck}" in err
+    assert not out.exists() and len(json.loads(ck.read_text())["candidates"]) == 1
+    seen.clear()
+    monkeypatch.setattr(rank_mod, "_evaluate", lambda *a, **k: (seen.append(1), real(*a, **k))[1])
+    assert main(args) == 0
+    assert len(seen) == 1                                  # the baseline came from the checkpoint
+    doc = json.loads(out.read_text())
+    assert doc["baseline"]["name"] == "baseline" and [c["name"] for c in doc["mitigations"]] == ["replicas:n=2"]
+
+
+def test_an_incomplete_tail_estimate_is_an_interruption_of_the_ranking(monkeypatch):
+    import reliability.sampling as sampling
+    rank_mod = importlib.import_module("reliability.mitigation.rank")   # the package exports the function
+    from reliability.mitigation.rank import parse_metric
+
+    class Partial:
+        complete = False
+
+    monkeypatch.setattr(sampling, "estimate_tail", lambda *a, **k: Partial())
+    design = types.SimpleNamespace(network=None, spec=None)
+    for metric in ("quantile:1e-3", "prob:0.5"):
+        with pytest.raises(KeyboardInterrupt):
+            rank_mod._evaluate(design, None, None, None, parse_metric(metric), 100, 0, "auto")
