@@ -56,11 +56,12 @@ from pathlib import Path
 
 import numpy as np
 
+from reliability._json import atomic_output
 from reliability.cim.graph import GraphNode, Network, build_network
 from reliability.cim.graph.ops_analog import _AnalogConv, _AnalogDense
 from reliability.cim.graph.ops_elementwise import _Flatten, _Softmax, _Unary
 from reliability.cim.graph.ops_pool import _Pool
-from reliability.errors import ModelSpecError
+from reliability.errors import ModelSpecError, option
 
 __all__ = ["load_model", "load_onnx", "from_sklearn", "load_npz", "save_npz", "save_onnx", "NPZ_FORMAT"]
 
@@ -501,7 +502,9 @@ def save_npz(network: Network, path) -> None:
         elif t == "softmax":
             out[p + "axis"] = np.array(layer["axis"])
     out["n_layers"] = np.array(len(chain))
-    np.savez(Path(path), **out)
+    path = Path(path) if str(path).endswith(".npz") else Path(f"{path}.npz")      # as numpy.savez names it
+    with atomic_output(path) as tmp:
+        np.savez(tmp, **out)
 
 
 def save_onnx(network: Network, path, overwrite: bool = False, opset: int = 17) -> Path:
@@ -514,7 +517,7 @@ def save_onnx(network: Network, path, overwrite: bool = False, opset: int = 17) 
 
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True or choose another path.")
+        raise FileExistsError(f"{path} exists; pass {option('overwrite')} or choose another path.")
     chain = _chain(network, "onnx")
     nodes, inits = [], []
     cur = "input"
@@ -554,5 +557,6 @@ def save_onnx(network: Network, path, overwrite: bool = False, opset: int = 17) 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", int(opset))],
                               producer_name="nvcim-reliability")
     checker.check_model(model)
-    save_model(model, str(path))
+    with atomic_output(path) as tmp:
+        save_model(model, str(tmp))
     return path

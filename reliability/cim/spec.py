@@ -57,8 +57,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from reliability._json import write_json
 from reliability.devices import DeviceModel, load_device
-from reliability.errors import ModelSpecError
+from reliability.errors import ModelSpecError, option
 
 __all__ = ["ChipSpec", "MappingSpec", "PeripherySpec", "parse_variation", "CHIP_SCHEMA", "CHIP_SCHEMA_VERSION"]
 
@@ -175,9 +176,8 @@ class ChipSpec:
     def save(self, path, overwrite: bool = False) -> Path:
         path = Path(path)
         if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True or choose another path.")
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+            raise FileExistsError(f"{path} exists; pass {option('overwrite')} or choose another path.")
+        return write_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "chip specification") -> "ChipSpec":

@@ -78,7 +78,7 @@ from pathlib import Path
 import numpy as np
 
 from reliability import streams
-from reliability.errors import InterruptedEarly, ReliabilityError
+from reliability.errors import ReliabilityError
 from reliability.sampling.checkpoint import open_checkpoint, read_checkpoint_meta, write_checkpoint
 from reliability.sampling.modes import Modes, find_modes, flatten, gradient_sees_all
 from reliability.sampling.projected import NOT_EVALUATED, StageBlend, fit_joint_count_model, fit_projection_mixture
@@ -334,14 +334,8 @@ class HybridSampling:
             else:
                 pilot = min(self.pilot, budget // 40)
                 design = min(count_targets) if count_targets else None
-                try:
-                    modes = find_modes(scorer, latent, design, quantile_min, seed, pilot, self.starts,
-                                       self.iterations, pilot + int(0.04 * budget))
-                except KeyboardInterrupt:
-                    raise InterruptedEarly(
-                        "during the failure-mode search (the first step; no estimate exists before it ends"
-                        + (f", and {ck} is written when it does)" if ck is not None else
-                           "; with a checkpoint file a run interrupted after it resumes)")) from None
+                modes = find_modes(scorer, latent, design, quantile_min, seed, pilot, self.starts, self.iterations,
+                                   pilot + int(0.04 * budget))
                 _save(ck, fingerprint, modes, None)
         if progress is not None:
             progress(modes.evaluations, budget)

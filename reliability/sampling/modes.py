@@ -12,6 +12,7 @@ import numpy as np
 from scipy import stats
 
 from reliability import streams
+from reliability.errors import InterruptedEarly
 from reliability.cim.latent import soft_count_gradient
 
 __all__ = ["Modes", "find_modes", "flatten", "gradient_sees_all"]
@@ -73,7 +74,18 @@ def find_modes(scorer, latent, design_count: int | None, quantile_min: float | N
     start the lowest chip that the modes found so far do not explain (see the module docstring).
 
     ``design_count``: the count threshold of the deepest event (``None``: from the pilot, at the
-    normal quantile ``quantile_min``)."""
+    normal quantile ``quantile_min``).  Ctrl-C during the search raises
+    :class:`~reliability.errors.InterruptedEarly`: no estimate exists before it ends."""
+    try:
+        return _find_modes(scorer, latent, design_count, quantile_min, seed, pilot, starts, iterations,
+                           max_evaluations, beta_slack)
+    except KeyboardInterrupt:
+        raise InterruptedEarly("during the failure-mode search, the first step of the estimate (a checkpoint "
+                               "is written once it ends)") from None
+
+
+def _find_modes(scorer, latent, design_count, quantile_min, seed, pilot, starts, iterations, max_evaluations,
+                beta_slack) -> Modes:
     scorer = getattr(scorer, "local", scorer)   # the search runs on the driver, even with Dask
     zp = latent.stack([latent.draw_chip(seed, streams.HYBRID_PILOT + i) for i in range(pilot)])
     counts, mg = scorer.sample_margins(zp)

@@ -41,14 +41,13 @@ def _interrupt_at(monkeypatch, owner, name, call):
 
 
 def test_interrupted_during_the_mode_search_says_nothing_exists(tail_args, tmp_path, monkeypatch, capsys):
-    from reliability.sampling import hybrid
+    from reliability.sampling import modes
 
-    _interrupt_at(monkeypatch, hybrid, "find_modes", 1)
+    _interrupt_at(monkeypatch, modes, "_find_modes", 1)
     ck = tmp_path / "run.npz"
     assert main(tail_args + ["--checkpoint", str(ck)]) == 130
     err = capsys.readouterr().err
     assert "during the failure-mode search" in err and "result was not written" in err and "Traceback" not in err
-    assert str(ck) in err                                  # where the checkpoint will appear
     assert not (tmp_path / "t.json").exists() and not ck.exists()
     assert not list(tmp_path.glob(".*partial*"))
 

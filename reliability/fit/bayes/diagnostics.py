@@ -10,6 +10,8 @@ import math
 import numpy as np
 import polars as pl
 
+from reliability.errors import Placeholder, option
+
 
 #: Convergence thresholds checked after every fit (override with ``thresholds=``).  ESS thresholds
 #: are totals over chains (400 = 100 per chain for 4 chains, Vehtari et al. 2021, "Rank-normalization,
@@ -71,22 +73,25 @@ def _check(table: pl.DataFrame, diag: dict, thresholds: dict, settings: dict) ->
     problems, tips = [], []
     if bad.filter(pl.col("r_hat") > th["rhat_max"]).height:
         problems.append(f"R-hat up to {diag['max_r_hat']:.3f} > {th['rhat_max']}")
-        tips.append(f"chains disagree: sample longer (tune={2 * settings['tune']}, draws={2 * settings['draws']}) or "
-                    f"with more chains (chains=4); if it persists the posterior may be multimodal")
+        tips.append(f"chains disagree: sample longer ({option('tune', 2 * settings['tune'])}, "
+                    f"{option('draws', 2 * settings['draws'])}) or with more chains ({option('chains', 4)}); if it "
+                    f"persists the posterior may be multimodal")
     if bad.filter((pl.col("ess_bulk") < th["ess_bulk_min"]) | (pl.col("ess_tail") < th["ess_tail_min"])).height:
         problems.append(f"effective sample size bulk {diag['min_ess_bulk']:.0f} / tail {diag['min_ess_tail']:.0f} "
                         f"< {th['ess_bulk_min']:.0f} / {th['ess_tail_min']:.0f}")
-        tips.append(f"more draws (draws={max(2 * settings['draws'], 1000)}) and tuning (tune={max(2 * settings['tune'], 1000)})")
+        tips.append(f"more draws ({option('draws', max(2 * settings['draws'], 1000))}) and tuning "
+                    f"({option('tune', max(2 * settings['tune'], 1000))})")
     allowed = int(math.floor(th["max_divergence_fraction"] * diag["draws"]))
     if diag["divergences"] > allowed:
         problems.append(f"{diag['divergences']} divergent transitions (allowed {allowed}, "
                         f"{100 * th['max_divergence_fraction']:g} % of {diag['draws']} draws)")
         nxt = "0.99" if settings["target_accept"] >= 0.95 else "0.95 or 0.99"
-        tips.append(f"raise target_accept (now {settings['target_accept']}; try {nxt}) and tune; if they remain, "
-                    "simplify the model: scale_degree=1, chip_gain=False, stuck=False, or fewer levels")
+        tips.append(f"raise {option('target_accept', Placeholder(nxt))} (now {settings['target_accept']}) and tune; "
+                    f"if they remain, simplify the model: {option('scale_degree', 1)}, {option('chip_gain', False)}, "
+                    f"{option('stuck', False)}, or fewer levels")
     if 0 < diag["divergences"] <= allowed:
         tips.append(f"{diag['divergences']} divergent transition(s) among {diag['draws']} draws (within the allowed "
-                    f"{100 * th['max_divergence_fraction']:g} %); target_accept=0.99 removes them at some cost")
+                    f"{100 * th['max_divergence_fraction']:g} %); {option('target_accept', 0.99)} removes them at some cost")
     if np.isfinite(diag["min_bfmi"]) and diag["min_bfmi"] < 0.3:
         tips.append(f"E-BFMI {diag['min_bfmi']:.2f} < 0.3: the energy is poorly explored; more tuning helps")
     if diag["max_treedepth_hits"] > 0:
