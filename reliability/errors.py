@@ -98,14 +98,20 @@ _CLI = {
     "family": lambda v: f"--family {v}",
 }
 
-# names that are not a parameter in Python either: how the library spells them
+# choices that are a flag on the command line but not a parameter in Python: how the library spells them
+# (``--wide`` is the reader ``from_wide``, not a ``wide=`` option of ``read_measurements``)
 _PYTHON = {
     "wide": lambda v: "reliability.data.from_wide(...)",
 }
 
 
 def option(name: str, value: Any = True) -> str:
-    """How the caller passes ``name=value``: ``unit='uS'`` from Python, ``--unit uS`` on the command line."""
+    """How the caller passes ``name=value``: ``unit='uS'`` from Python, ``--unit uS`` on the command line.
+
+    A :class:`Placeholder` value is shown as written (``read_voltage=<volts>``, ``--read-voltage <volts>``);
+    ``columns`` takes a dict (``--column NAME=SCHEMA`` per entry, ``NAME=`` for ``None``); a name
+    without a Python parameter (``wide``) is shown as the library call that does it.
+    """
     if _VOICE.get() == "cli" and name in _CLI:
         return _CLI[name](value)
     if name in _PYTHON:

@@ -23,6 +23,9 @@ def add_parser(subparsers) -> None:
     f.add_argument("--unit", help="unit of columns without a suffix: S, mS, uS, nS, or with --read-voltage a current unit A, mA, uA, nA")
     f.add_argument("--read-voltage", type=float, help="read voltage in V, to convert read current to conductance")
     f.add_argument("--wide", action="store_true", help="one column per repetition (e.g. CrossSim pulse ramps)")
+    f.add_argument("--column", action="append", type=column_mapping, metavar="FILE_NAME=SCHEMA_NAME",
+                   help="read the file's column FILE_NAME as the schema column SCHEMA_NAME (e.g. "
+                        "G_meas=conductance_uS); FILE_NAME= (nothing after '=') leaves the column out; repeatable")
     f.add_argument("--censor", nargs=2, type=float, metavar=("LOW", "HIGH"), help="measurement range in uS")
     f.add_argument("--stuck", default="auto", choices=["auto", "yes", "no"], help="stuck-at mixture")
     f.add_argument("--no-chip-gain", action="store_true", help="do not estimate chip-to-chip gain")
@@ -43,12 +46,45 @@ def add_parser(subparsers) -> None:
     f.set_defaults(func=run)
 
 
+def column_mapping(text: str) -> tuple[str, str | None]:
+    """An argparse type: ``FILE_NAME=SCHEMA_NAME`` -> ``(FILE_NAME, SCHEMA_NAME)``; ``FILE_NAME=`` ->
+    ``(FILE_NAME, None)`` (leave the column out)."""
+    import argparse
+
+    old, eq, new = text.partition("=")
+    old, new = old.strip(), new.strip()
+    if not eq or not old:
+        raise argparse.ArgumentTypeError(
+            f"expected FILE_NAME=SCHEMA_NAME (e.g. G_meas=conductance_uS), or FILE_NAME= to leave the column out; "
+            f"got {text!r}")
+    return old, (new or None)
+
+
+def _columns(args) -> dict[str, str | None] | None:
+    """The ``--column`` options as the readers' ``columns`` mapping (each file column named once)."""
+    pairs = args.column or []
+    if not pairs:
+        return None
+    if args.wide:
+        raise ReliabilityError("--column cannot be combined with --wide: in a wide file every column is one "
+                               "repetition, read as it is; drop --column (or rename the columns in the file).")
+    out: dict[str, str | None] = {}
+    for old, new in pairs:
+        if old in out and out[old] != new:
+            raise ReliabilityError(f"--column {old}=... is given twice ({old}={out[old] or ''} and {old}={new or ''}); "
+                                   "map each column of the file once.")
+        out[old] = new
+    return out
+
+
 def _read_data(args):
     from reliability.data import from_wide, read_measurements
 
+    columns = _columns(args)
     if args.wide:
         return from_wide(args.data, read_voltage=args.read_voltage, unit=args.unit, drop_invalid=args.drop_invalid)
-    return read_measurements(args.data, unit=args.unit, read_voltage=args.read_voltage, drop_invalid=args.drop_invalid)
+    return read_measurements(args.data, unit=args.unit, read_voltage=args.read_voltage, drop_invalid=args.drop_invalid,
+                             columns=columns)
 
 
 def run(args) -> int:

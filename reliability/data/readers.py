@@ -23,7 +23,7 @@ from reliability.data.schema import (
     CONDUCTANCE_UNITS, CURRENT_UNITS, MeasurementTable, _check_read_voltage, _fail, _norm_unit, _validate, _warn,
     validate,
 )
-from reliability.errors import DataValidationError
+from reliability.errors import DataValidationError, Placeholder, option
 
 __all__ = ["read_measurements", "from_wide", "load_bundled", "bundled_names", "write_measurements",
            "SUPPORTED_EXTENSIONS"]
@@ -108,6 +108,17 @@ def _read_csv_raw(path: Path, label: str) -> tuple[pl.DataFrame, np.ndarray]:
     if not text or text.isspace():
         raise _fail(label, "the file is empty; expected a header line (e.g. target_uS,conductance_uS,time_s) "
                            "followed by one line per measurement.")
+    if "\r" in text and "\n" not in text:  # classic Mac line endings: one record per carriage return
+        text = text.replace("\r", "\n")
+        data = text.encode("utf-8")
+    try:
+        return _parse_csv(text, data, label)
+    except csv.Error as exc:
+        raise _fail(label, f"cannot be parsed as CSV ({exc}); save it as plain CSV, one record per line (a cell "
+                           f"that contains the separator, a quote or a line break must be quoted).") from None
+
+
+def _parse_csv(text: str, data: bytes, label: str) -> tuple[pl.DataFrame, np.ndarray]:
     nl = text.find("\n")
     first = (text if nl < 0 else text[:nl]).rstrip("\r")
     sep = next((s for s in (",", ";", "\t") if s in first), ",")
@@ -246,32 +257,38 @@ def from_wide(source: Any, *, read_voltage: float | None = None, unit: str | Non
     """
     raw = _load_raw(source)
     label, frame = raw.label, raw.frame
+    volts = option("read_voltage", Placeholder("<volts>"))
     if unit is not None and current_unit is not None:
-        raise _fail(label, f"both unit={unit!r} and current_unit={current_unit!r} were passed; give unit= when the "
-                           f"cells are conductances, current_unit= (with read_voltage=) when they are read currents.")
+        raise _fail(label, f"both {option('unit', unit)} and {option('current_unit', current_unit)} were passed; "
+                           f"give {option('unit', Placeholder('<unit>'))} when the cells are conductances, "
+                           f"{option('current_unit', Placeholder('<unit>'))} (with {volts}) when they are read "
+                           f"currents.")
     if unit is None and current_unit is None:
-        raise _fail(label, "the cells carry no unit: pass unit='uS' (or 'S', 'mS', 'nS') when they are conductances, "
-                           "or current_unit='A' (or 'mA', 'uA', 'nA') with read_voltage=<volts> when they are read "
-                           "currents.")
+        raise _fail(label, f"the cells carry no unit: pass {option('unit', 'uS')} (or 'S', 'mS', 'nS') when they are "
+                           f"conductances, or {option('current_unit', 'A')} (or 'mA', 'uA', 'nA') with {volts} "
+                           f"when they are read currents.")
+    unit_given = "unit" if current_unit is None else "current_unit"  # as the caller named it (for messages)
     if unit is not None and current_unit is None and _norm_unit(str(unit)) in CURRENT_UNITS:
         unit, current_unit = None, unit  # a current unit passed as unit= (as read_measurements allows)
     if current_unit is not None:
         cu = _norm_unit(str(current_unit))
         if cu not in CURRENT_UNITS:
-            raise _fail(label, f"current_unit={current_unit!r} is not a current unit; use one of "
+            raise _fail(label, f"{option(unit_given, current_unit)} is not a current unit; use one of "
                                f"{list(CURRENT_UNITS)}.")
         if read_voltage is None:
-            raise _fail(label, f"current_unit={current_unit!r} needs read_voltage=<volts> to turn the read currents "
+            raise _fail(label, f"{option(unit_given, current_unit)} needs {volts} to turn the read currents "
                                f"into conductances (G = I / V).")
         value_name, vunit = "current", cu
     else:
         u = _norm_unit(str(unit))
         if u not in CONDUCTANCE_UNITS:
-            raise _fail(label, f"unit={unit!r} is not a supported unit; use one of {list(CONDUCTANCE_UNITS)} "
-                               f"(conductance cells) or {list(CURRENT_UNITS)} (read-current cells, with read_voltage=).")
+            raise _fail(label, f"{option('unit', unit)} is not a supported unit; use one of {list(CONDUCTANCE_UNITS)} "
+                               f"(conductance cells) or {list(CURRENT_UNITS)} (read-current cells, with {volts}).")
         if read_voltage is not None:
-            raise _fail(label, f"read_voltage={read_voltage!r} was passed but unit={unit!r} says the cells are "
-                               f"conductances; drop read_voltage=, or pass current_unit= if the cells are currents.")
+            given = option("read_voltage", read_voltage)
+            raise _fail(label, f"{given} was passed but {option('unit', unit)} says the cells are conductances; drop "
+                               f"{given}, or give a current unit ({option(unit_given, 'A')}, 'mA', 'uA' or 'nA') if "
+                               f"the cells are read currents.")
         value_name, vunit = "conductance", u
     read_voltage = _check_read_voltage(read_voltage, label)
     if target in ("row_mean", "row_median"):
@@ -396,7 +413,7 @@ def write_measurements(table_or_frame: MeasurementTable | pl.DataFrame | Mapping
         raise TypeError(f"write_measurements expects a MeasurementTable, a polars DataFrame or a dict; got "
                         f"{type(table_or_frame).__name__}.")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it, or choose another path.")
+        raise FileExistsError(f"{path} exists; pass {option('overwrite')} to replace it, or choose another path.")
     out = frame.drop("row") if "row" in frame.columns else frame
     if ext == ".csv":
         out.write_csv(path)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from reliability.errors import DataValidationError
+from reliability.errors import DataValidationError, Placeholder, option
 
 __all__ = [
     "MeasurementTable", "validate", "CANONICAL_COLUMNS", "ID_COLUMNS", "CONDUCTANCE_UNITS", "CURRENT_UNITS",
@@ -207,12 +207,16 @@ def _fail(source: str, message: str) -> DataValidationError:
 
 
 def _classify(names: Sequence[str], source: str, unit: str | None, read_voltage: float | None,
-              require_target: bool) -> tuple[dict[str, _Col], list[str], str]:
-    """Map input columns to schema roles and resolve their units (structural checks only)."""
+              require_target: bool, looks_wide: Callable[[], bool] | None = None
+              ) -> tuple[dict[str, _Col], list[str], str]:
+    """Map input columns to schema roles and resolve their units (structural checks only).
+
+    ``looks_wide`` (called only when the schema columns are missing) says whether the data look
+    like a wide file read as a long one, so that the message can name the wide reader."""
     if unit is not None:
         unit = _norm_unit(str(unit))
         if _unit_kind(unit) is None:
-            raise _fail(source, f"unit={unit!r} is not a supported unit; use one of "
+            raise _fail(source, f"{option('unit', unit)} is not a supported unit; use one of "
                                 f"{list(CONDUCTANCE_UNITS)} (conductance) or {list(CURRENT_UNITS)} (current).")
     roles: dict[str, list[_Col]] = {}
     unknown: list[str] = []
@@ -231,11 +235,14 @@ def _classify(names: Sequence[str], source: str, unit: str | None, read_voltage:
                 if base == "target" or ukind == kind:
                     roles.setdefault(base, []).append(_Col(base, name, unit, ukind))
                     continue
-                raise _fail(source, f"column {name!r}: unit={unit!r} is a {ukind} unit but {name!r} holds a {kind}; "
-                                    f"pass a {kind} unit ({', '.join(_BASES[base][0])}) or add a suffix to the "
+                raise _fail(source, f"column {name!r}: {option('unit', unit)} is a {ukind} unit but {name!r} holds "
+                                    f"a {kind}; pass a {kind} unit ({', '.join(_BASES[base][0])}) or add a suffix to the "
                                     f"column name ({_unit_list(base)}).")
-            hint = " or pass unit='uS' (the unit the values are in)" if base in ("target", "conductance") else (
-                " or pass unit='A' (the unit the currents are in)" if base == "current" else "")
+            hint = ""
+            if base in ("target", "conductance"):
+                hint = f" or pass {option('unit', 'uS')} (the unit the values are in)"
+            elif base == "current":
+                hint = f" or pass {option('unit', 'A')} (the unit the currents are in)"
             raise _fail(source, f"column {name!r} carries no unit: add a unit suffix to the column name "
                                 f"({_unit_list(base)}){hint}.")
         suffix_n = _norm_unit(suffix)
@@ -249,8 +256,8 @@ def _classify(names: Sequence[str], source: str, unit: str | None, read_voltage:
         if base == "conductance" and suffix_n in CURRENT_UNITS:
             raise _fail(source, f"column {name!r}: unit suffix '_{suffix}' is a current unit, not a conductance unit. "
                                 f"If the column holds read currents, name it current_{suffix_n} and give the read "
-                                f"voltage (a read_voltage_V column or read_voltage=...); if it holds conductances, "
-                                f"use one of {_unit_list(base)}.")
+                                f"voltage (a read_voltage_V column or {option('read_voltage', Placeholder('<volts>'))}"
+                                f"); if it holds conductances, use one of {_unit_list(base)}.")
         if base == "current" and suffix_n in CONDUCTANCE_UNITS:
             raise _fail(source, f"column {name!r}: unit suffix '_{suffix}' is a conductance unit, not a current "
                                 f"unit; name the column conductance_{suffix_n}, or use one of {_unit_list(base)}.")
@@ -261,16 +268,16 @@ def _classify(names: Sequence[str], source: str, unit: str | None, read_voltage:
                             f"{', '.join('_' + u for u in table)} (e.g. {base}_{example})."
                             f"{guess} Rename "
                             f"the column (converting the values if needed), or leave it out with "
-                            f"columns={{{name!r}: None}} if it is not a {what}.")
+                            f"{option('columns', {name: None})} if it is not a {what}.")
     for role, cols in roles.items():
         if len(cols) > 1:
             raise _fail(source, f"ambiguous columns: {[c.name for c in cols]} all give the {role}; keep one "
-                                f"(leave the others out with columns={{'<name>': None}}).")
+                                f"(leave the others out with {option('columns', {Placeholder('<name>'): None})}).")
     got = {r: c[0] for r, c in roles.items()}
     if "conductance" in got and "current" in got:
         raise _fail(source, f"ambiguous: both a conductance column {got['conductance'].name!r} and a current column "
                             f"{got['current'].name!r}; keep one of them (leave the other out with "
-                            f"columns={{{got['current'].name!r}: None}}).")
+                            f"{option('columns', {got['current'].name: None})}).")
     # required columns
     missing = []
     if require_target and "target" not in got:
@@ -280,41 +287,50 @@ def _classify(names: Sequence[str], source: str, unit: str | None, read_voltage:
                                        "current_A together with the read voltage"))
     if missing:
         parts = [f"missing required column {r!r} ({d})" for r, d in missing]
-        msg = "; ".join(parts) + f". Columns found: {list(names)}."
-        hints = []
-        for name in unknown:
-            s = _suggest(name, 0.6)
-            if s is not None:
-                hints.append(f"{name}: did you mean {s}?")
-        if hints:
-            msg += (" " + " ".join(hints)
-                    + " Rename the column, or map it with columns={'<file name>': '<schema name>'}.")
+        shown = list(names) if len(names) <= 12 else [*names[:10], "...", names[-1]]
+        msg = "; ".join(parts) + f". Columns found: {shown}" + (f" ({len(names)} in all)." if len(names) > 12 else ".")
+        guesses = {name: _suggest(name, 0.6) for name in unknown}
+        guesses = {k: v for k, v in guesses.items() if v is not None}
+        mapping = option("columns", {Placeholder("<file name>"): Placeholder("<schema name>")})
+        if guesses:
+            msg += (" " + " ".join(f"{k}: did you mean {v}?" for k, v in guesses.items())
+                    + f" Rename the column{'s' * (len(guesses) > 1)}, or map "
+                    + f"{'them' if len(guesses) > 1 else 'it'} with {option('columns', guesses)}.")
+        elif not got and looks_wide is not None and looks_wide():  # no schema column at all, numbers throughout
+            msg += (f" The file looks like a wide table (one column per repetition, numbers in the columns, no "
+                    f"schema column): read it with {option('wide')}, giving the cells' unit "
+                    f"({option('unit', Placeholder('<unit>'))}, plus {option('read_voltage', Placeholder('<volts>'))} "
+                    f"for read currents). If it is a long table, map your column names with {mapping}.")
         else:
-            msg += " Add the column, or map your column names with columns={'<file name>': '<schema name>'}."
+            msg += f" Add the column, or map your column names with {mapping}."
         raise _fail(source, msg)
     for name in unknown:
         s = _suggest(name, 0.8)
         if s is not None:
             raise _fail(source, f"column {name!r} is not a schema column. {name}: did you mean {s}? Rename it, map it "
-                                f"with columns={{{name!r}: {s!r}}}, or leave it out with columns={{{name!r}: None}}.")
+                                f"with {option('columns', {name: s})}, or leave it out with "
+                                f"{option('columns', {name: None})}.")
     # unit= must not contradict suffixes of the same kind
     if unit is not None:
         for c in got.values():
             if c.kind == _unit_kind(unit) and c.unit != unit and c.name != c.role:
-                raise _fail(source, f"column {c.name!r} says its unit is {c.unit} but unit={unit!r} was passed; "
-                                    f"the suffix is used for suffixed columns, so drop unit= or rename the column.")
+                raise _fail(source, f"column {c.name!r} says its unit is {c.unit} but {option('unit', unit)} was "
+                                    f"passed; the suffix is used for suffixed columns, so drop {option('unit', unit)} "
+                                    f"or rename the column.")
     # read voltage
     needs_v = "current" in got or got.get("target", _Col("", "")).kind == "current"
     if read_voltage is not None and "read_voltage" in got:
         raise _fail(source, f"ambiguous read voltage: the data have a column {got['read_voltage'].name!r} and "
-                            f"read_voltage={read_voltage!r} was passed; use one of them.")
+                            f"{option('read_voltage', read_voltage)} was passed; use one of them.")
     if needs_v and read_voltage is None and "read_voltage" not in got:
         cur = got.get("current", got.get("target"))
         raise _fail(source, f"column {cur.name!r} holds read currents, which need a read voltage to become "
-                            f"conductances (G = I / V): add a read_voltage_V column or pass read_voltage=<volts>.")
+                            f"conductances (G = I / V): add a read_voltage_V column or pass "
+                            f"{option('read_voltage', Placeholder('<volts>'))}.")
     if read_voltage is not None and not needs_v:
-        raise _fail(source, f"read_voltage={read_voltage!r} was passed but the data hold conductances, not currents; "
-                            f"drop read_voltage= (it applies to current_A / current_mA / ... columns only).")
+        raise _fail(source, f"{option('read_voltage', read_voltage)} was passed but the data hold conductances, not "
+                            f"currents; drop {option('read_voltage', read_voltage)} (it applies to current_A / "
+                            f"current_mA / ... columns only).")
     ignored = list(unknown)
     if "read_voltage" in got and not needs_v:
         ignored.append(got.pop("read_voltage").name)
@@ -392,6 +408,9 @@ _RULES: dict[str, tuple[str, str]] = {
     "below absolute zero": ("must be above absolute zero", "check the temperature unit (temperature_C or "
                                                            "temperature_K)"),
     "not a non-negative integer": ("must be a whole number >= 0", "write pulse numbers as 0, 1, 2, ..."),
+    "too large": ("must be below 2^53", "write pulse numbers as 0, 1, 2, ..."),
+    "overflows": ("overflows when converted to uS or s (beyond about 1.8e308)",
+                  "check the unit suffix and the magnitude of the value (for read currents also the read voltage)"),
     "missing identifier": ("must not be empty", "fill in the identifier or delete the row"),
 }
 
@@ -449,8 +468,8 @@ class _Checks:
                     + (" (every row is invalid, nothing is left to read)" if drop_invalid else "") + ":\n")
             extra = (f"\n... and {len(blocks) - _MAX_BLOCKS} more (column, rule) combinations"
                      if len(blocks) > _MAX_BLOCKS else "")
-            tail = "" if drop_invalid else ("\nCorrect these cells, or pass drop_invalid=True to drop such rows "
-                                            "(the count per reason is reported in drop_reasons).")
+            tail = "" if drop_invalid else (f"\nCorrect these cells, or pass {option('drop_invalid')} to drop such "
+                                            "rows (the number dropped for each reason is reported).")
             raise DataValidationError(head + "\n".join(blocks[:_MAX_BLOCKS]) + extra + tail)
         return keep, reasons
 
@@ -462,25 +481,34 @@ def _apply_mapping(frame: pl.DataFrame, columns: Mapping[str, str | None] | None
     if not columns:
         return frame
     if not isinstance(columns, Mapping):
-        raise _fail(source, f"columns= must be a mapping from the data's column names to schema names; got "
-                            f"{type(columns).__name__}.")
+        raise _fail(source, f"{option('columns', {Placeholder('<file name>'): Placeholder('<schema name>')})} must "
+                            f"map the data's column names to schema names; got a {type(columns).__name__}.")
     have = list(frame.columns)
     for old, new in columns.items():
         if old not in have:
             hit = difflib.get_close_matches(str(old), have, n=1, cutoff=0.6)
             guess = f" {old}: did you mean {hit[0]}?" if hit else ""
-            raise _fail(source, f"columns= maps {old!r}, but the data have no such column (columns: {have}).{guess} "
-                                f"Fix the key of columns=.")
+            raise _fail(source, f"{option('columns', {old: new})} maps the column {old!r}, but the data have no such "
+                                f"column (columns: {have}).{guess} Give a column name of the data.")
         if new is not None and not isinstance(new, str):
-            raise _fail(source, f"columns= maps {old!r} to {new!r}; the value must be a schema column name "
-                                f"(e.g. 'conductance_uS') or None to leave the column out.")
+            raise _fail(source, f"columns maps {old!r} to {new!r}; the value must be a schema column name "
+                                f"(e.g. {option('columns', {old: 'conductance_uS'})}) or None to leave the column "
+                                f"out ({option('columns', {old: None})}).")
+        if new is not None and new != old and _parse_name(new)[0] is None:
+            s = _suggest(new, 0.6)
+            guess = f" {new}: did you mean {s}?" if s else ""
+            raise _fail(source, f"{option('columns', {old: new})} maps {old!r} to {new!r}, which is not a schema "
+                                f"column name (e.g. target_uS, conductance_uS, time_s, chip, device; see "
+                                f"reliability.data).{guess} Map it to a schema name, or leave it out with "
+                                f"{option('columns', {old: None})}.")
     drop = [k for k, v in columns.items() if v is None]
     ren = {k: v for k, v in columns.items() if v is not None and v != k}
     final = [ren.get(c, c) for c in have if c not in drop]
     dup = sorted({c for c in final if final.count(c) > 1})
     if dup:
-        raise _fail(source, f"after applying columns=, the names {dup} occur more than once; map only one column "
-                            f"to each schema name (or leave the existing one out with columns={{'<name>': None}}).")
+        raise _fail(source, f"after renaming the columns ({option('columns', ren)}), the names {dup} occur more "
+                            f"than once; map only one column to each schema name (or leave the existing one out "
+                            f"with {option('columns', {Placeholder('<name>'): None})}).")
     return frame.drop(drop).rename(ren)
 
 
@@ -536,10 +564,29 @@ def _warn(table: MeasurementTable, stacklevel: int) -> None:
     if table.ignored_columns:
         hints = {c: _suggest(c, 0.6) for c in table.ignored_columns}
         hint = ", ".join(f"{c}: did you mean {h}?" for c, h in hints.items() if h)
+        mapping = option("columns", {Placeholder("<name>"): Placeholder("<schema name>")})
         msgs.append(f"ignored columns not in the schema: {list(table.ignored_columns)} (map them with "
-                    f"columns={{'<name>': '<schema name>'}} if they hold schema data{'; ' + hint if hint else ''})")
+                    f"{mapping} if they hold schema data{'; ' + hint if hint else ''})")
     if msgs:
         warnings.warn(f"{table.source}: " + "; ".join(msgs) + ".", UserWarning, stacklevel=stacklevel)
+
+
+def _looks_wide(frame: pl.DataFrame) -> bool:
+    """Whether a table without schema columns looks like a wide file (one column per repetition):
+    most of its columns (at least 80 %) hold numbers in nearly every non-empty cell (90 %), and it
+    has data rows."""
+    if frame.height == 0 or frame.width == 0:
+        return False
+    numeric = 0
+    for name in frame.columns:
+        try:
+            _, empty, nonnum = _parse_numeric(frame[name], "")
+        except DataValidationError:
+            continue
+        filled = int((~empty).sum())
+        if filled and int(nonnum.sum()) <= 0.1 * filled:
+            numeric += 1
+    return numeric >= 0.8 * frame.width
 
 
 def _check_read_voltage(read_voltage: Any, source: str) -> float | None:
@@ -550,7 +597,8 @@ def _check_read_voltage(read_voltage: Any, source: str) -> float | None:
     except (TypeError, ValueError):
         v = float("nan")
     if not (np.isfinite(v) and v > 0):
-        raise _fail(source, f"read_voltage must be a positive number of volts (e.g. 0.1); got {read_voltage!r}.")
+        raise _fail(source, f"the read voltage must be a positive number of volts (e.g. "
+                            f"{option('read_voltage', 0.1)}); got {option('read_voltage', read_voltage)}.")
     return v
 
 
@@ -565,7 +613,8 @@ def _validate(frame: pl.DataFrame, *, source: str = "<memory>", rows=None, loc: 
     frame = _apply_mapping(frame, columns, header)
     if frame.width == 0:
         raise _fail(source, "has no columns; expected at least target_uS and conductance_uS (see reliability.data).")
-    got, ignored, unit_in = _classify(frame.columns, header, unit, read_voltage, require_target)
+    got, ignored, unit_in = _classify(frame.columns, header, unit, read_voltage, require_target,
+                                      looks_wide=lambda: _looks_wide(frame))
     if not require_target and "target" in got:
         raise _fail(source, f"internal: unexpected target column {got['target'].name!r}.")
     # where rows come from
@@ -620,10 +669,18 @@ def _validate(frame: pl.DataFrame, *, source: str = "<memory>", rows=None, loc: 
     meas_col = got.get("conductance") or got["current"]
     meas = numeric(meas_col, "negative", negative)
     if "read_voltage" in got:
-        volts = numeric(got["read_voltage"], "not positive", lambda v: v <= 0) * VOLTAGE_UNITS[got["read_voltage"].unit]
+        raw_volts = numeric(got["read_voltage"], "not positive", lambda v: v <= 0)
+        with np.errstate(invalid="ignore"):
+            volts_ok = np.isfinite(raw_volts) & (raw_volts > 0)  # a tiny voltage may still round to 0 below
+        volts = raw_volts * VOLTAGE_UNITS[got["read_voltage"].unit]
     else:
-        volts = read_voltage
-    time = numeric(got["time"], "negative", negative) * TIME_UNITS[got["time"].unit] if "time" in got else None
+        volts, volts_ok = read_voltage, np.ones(n, bool)
+    time = None
+    if "time" in got:
+        raw_time = numeric(got["time"], "negative", negative)
+        with np.errstate(over="ignore"):
+            time = raw_time * TIME_UNITS[got["time"].unit]
+        checks.add("overflows", got["time"].name, np.isfinite(raw_time) & ~np.isfinite(time), frame[got["time"].name])
     temp = None
     if "temperature" in got:
         off = TEMPERATURE_UNITS[got["temperature"].unit]
@@ -631,6 +688,21 @@ def _validate(frame: pl.DataFrame, *, source: str = "<memory>", rows=None, loc: 
     pulse = None
     if "pulse" in got:
         pulse = numeric(got["pulse"], "not a non-negative integer", lambda v: (v < 0) | (v != np.round(v)))
+        with np.errstate(invalid="ignore"):
+            huge = np.isfinite(pulse) & (pulse >= 2.0 ** 53)
+        checks.add("too large", got["pulse"].name, huge, frame[got["pulse"].name])
+
+    def to_uS(vals: np.ndarray, col: _Col) -> np.ndarray:
+        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            if col.kind == "current":
+                g = vals * CURRENT_UNITS[col.unit] / volts * 1e6
+            else:
+                g = vals * CONDUCTANCE_UNITS[col.unit]
+            checks.add("overflows", col.name, np.isfinite(vals) & volts_ok & ~np.isfinite(g), frame[col.name])
+        return g
+
+    out["target_uS"] = to_uS(target, got["target"]) if target is not None else np.full(n, np.nan)
+    out["conductance_uS"] = to_uS(meas, meas_col)
     ids = {}
     for r in ID_COLUMNS:
         if r in got:
@@ -638,21 +710,14 @@ def _validate(frame: pl.DataFrame, *, source: str = "<memory>", rows=None, loc: 
             checks.add("missing identifier", got[r].name, empty, frame[got[r].name])
             ids[r] = s
     keep, dropped = checks.resolve(source=source, rows=rows, loc=loc, drop_invalid=drop_invalid)
-
-    def to_uS(vals: np.ndarray, col: _Col) -> np.ndarray:
-        if col.kind == "current":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return vals * CURRENT_UNITS[col.unit] / volts * 1e6
-        return vals * CONDUCTANCE_UNITS[col.unit]
-
-    out["target_uS"] = to_uS(target, got["target"]) if target is not None else np.full(n, np.nan)
-    out["conductance_uS"] = to_uS(meas, meas_col)
     out["time_s"] = time if time is not None else np.zeros(n)
     data = [pl.Series(k, np.asarray(v, dtype=float), dtype=pl.Float64) for k, v in out.items()]
     for r, s in ids.items():
         data.append(s.alias(r))
     if pulse is not None:
-        data.append(pl.Series("pulse", np.where(np.isfinite(pulse), pulse, 0).astype(np.int64), dtype=pl.Int64))
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(pulse) & (pulse < 2.0 ** 53)
+        data.append(pl.Series("pulse", np.where(whole, pulse, 0).astype(np.int64), dtype=pl.Int64))
     if temp is not None:
         data.append(pl.Series("temperature_C", temp, dtype=pl.Float64))
     data.append(pl.Series("row", rows, dtype=pl.Int64))

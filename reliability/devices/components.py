@@ -15,7 +15,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from reliability.devices.families import get_family
-from reliability.devices.state import Constant, StateFunction, state_function_from_dict, strict_keys
+from reliability.devices.state import (
+    Constant, StateFunction, doc_flag, doc_number, doc_numbers, doc_text, state_function_from_dict, strict_keys,
+)
 from reliability.errors import ModelSpecError
 
 __all__ = [
@@ -24,15 +26,22 @@ __all__ = [
 ]
 
 
+def _float(name: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ModelSpecError(f"{name} must be a number; got {value!r}.") from None
+
+
 def _prob(name: str, value: float) -> float:
-    v = float(value)
+    v = _float(name, value)
     if not (0.0 <= v < 1.0):
         raise ModelSpecError(f"{name} must be a probability in [0, 1); got {value!r}.")
     return v
 
 
 def _positive(name: str, value: float, allow_zero: bool = False) -> float:
-    v = float(value)
+    v = _float(name, value)
     ok = v >= 0 if allow_zero else v > 0
     if not (np.isfinite(v) and ok):
         raise ModelSpecError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite; got {value!r}.")
@@ -132,12 +141,16 @@ class EmpiricalVariation:
     family: ClassVar[str] = "empirical"
 
     def __post_init__(self) -> None:
-        lv = np.asarray(self.levels, dtype=float)
-        pr = np.asarray(self.probs, dtype=float)
-        q = np.asarray(self.quantiles, dtype=float)
-        if lv.ndim != 1 or lv.size == 0 or np.any(np.diff(lv) <= 0):
+        try:
+            lv = np.asarray(self.levels, dtype=float)
+            pr = np.asarray(self.probs, dtype=float)
+            q = np.asarray(self.quantiles, dtype=float)
+        except (TypeError, ValueError, OverflowError):
+            raise ModelSpecError("EmpiricalVariation.levels, .probs and .quantiles must be numbers (quantiles: one "
+                                 "list per level, one number per prob).") from None
+        if lv.ndim != 1 or lv.size == 0 or not np.all(np.isfinite(lv)) or np.any(np.diff(lv) <= 0):
             raise ModelSpecError(f"EmpiricalVariation.levels must be strictly increasing and non-empty; got {self.levels!r}.")
-        if pr.ndim != 1 or pr.size < 2 or pr[0] != 0.0 or pr[-1] != 1.0 or np.any(np.diff(pr) <= 0):
+        if pr.ndim != 1 or pr.size < 2 or pr[0] != 0.0 or pr[-1] != 1.0 or not np.all(np.diff(pr) > 0):
             raise ModelSpecError("EmpiricalVariation.probs must increase strictly from 0 to 1 (at least 2 entries).")
         if q.shape != (lv.size, pr.size) or not np.all(np.isfinite(q)) or np.any(np.diff(q, axis=1) < 0):
             raise ModelSpecError(
@@ -205,18 +218,28 @@ def programming_from_dict(d: dict[str, Any]):
     kind = d.get("kind", "parametric")
     if kind == "empirical":
         strict_keys(d, {"kind", "levels", "probs", "quantiles"}, "programming")
-        try:
-            return EmpiricalVariation(tuple(d["levels"]), tuple(d["probs"]), tuple(tuple(r) for r in d["quantiles"]))
-        except KeyError as exc:
-            raise ModelSpecError(f"'programming' (empirical) needs the field {exc.args[0]!r}.") from None
+        missing = [k for k in ("levels", "probs", "quantiles") if k not in d]
+        if missing:
+            raise ModelSpecError(f"'programming' (empirical) needs the field {missing[0]!r}.")
+        rows = d["quantiles"]
+        if not isinstance(rows, list):
+            raise ModelSpecError(f"programming.quantiles must be a list of lists of numbers (one per level); got "
+                                 f"{rows!r}.")
+        return EmpiricalVariation(doc_numbers(d["levels"], "programming.levels"),
+                                  doc_numbers(d["probs"], "programming.probs"),
+                                  tuple(doc_numbers(r, f"programming.quantiles[{i}]") for i, r in enumerate(rows)))
     if kind != "parametric":
         raise ModelSpecError(f"'programming.kind' must be 'parametric' or 'empirical'; got {kind!r}.")
     strict_keys(d, {"kind", "family", "loc", "scale", "shape"}, "programming")
+    shape = d.get("shape", {})
+    if not isinstance(shape, dict):
+        raise ModelSpecError(f"programming.shape must be an object of shape parameters (e.g. {{\"nu\": 5}}); got "
+                             f"{shape!r}.")
     return ProgrammingVariation(
-        family=d.get("family", "normal"),
+        family=doc_text(d.get("family", "normal"), "programming.family"),
         loc=state_function_from_dict(d.get("loc", 0.0), "programming.loc"),
         scale=state_function_from_dict(d.get("scale", 1.0), "programming.scale"),
-        shape=dict(d.get("shape", {})),
+        shape={k: doc_number(v, f"programming.shape.{k}") for k, v in shape.items()},
     )
 
 
@@ -259,7 +282,7 @@ class Drift:
         strict_keys(d, {"nu_mean", "nu_std", "t0_s", "fold"}, "drift")
         return cls(state_function_from_dict(d.get("nu_mean", 0.0), "drift.nu_mean"),
                    state_function_from_dict(d.get("nu_std", 0.0), "drift.nu_std"),
-                   float(d.get("t0_s", 20.0)), bool(d.get("fold", True)))
+                   doc_number(d.get("t0_s", 20.0), "drift.t0_s"), doc_flag(d.get("fold", True), "drift.fold"))
 
 
 @dataclass(frozen=True)
@@ -296,7 +319,8 @@ class ReadNoise:
     @classmethod
     def from_dict(cls, d):
         strict_keys(d, {"q", "t_read_s"}, "read_noise")
-        return cls(state_function_from_dict(d.get("q", 0.0), "read_noise.q"), float(d.get("t_read_s", 250e-9)))
+        return cls(state_function_from_dict(d.get("q", 0.0), "read_noise.q"),
+                   doc_number(d.get("t_read_s", 250e-9), "read_noise.t_read_s"))
 
 
 @dataclass(frozen=True)
@@ -323,6 +347,9 @@ class StuckAt:
             raise ModelSpecError(f"StuckAt: p_low + p_high must be < 1; got {self.p_low + self.p_high}.")
         _positive("StuckAt.spread_low", self.spread_low, allow_zero=True)
         _positive("StuckAt.spread_high", self.spread_high, allow_zero=True)
+        for name in ("g_low", "g_high"):
+            if not np.isfinite(_float(f"StuckAt.{name}", getattr(self, name))):
+                raise ModelSpecError(f"StuckAt.{name} must be a finite conductance; got {getattr(self, name)!r}.")
 
     def draw_state(self, shape, rng) -> np.ndarray:
         """0 = programmable, 1 = stuck low, 2 = stuck high."""
@@ -339,7 +366,7 @@ class StuckAt:
     @classmethod
     def from_dict(cls, d):
         strict_keys(d, {"p_low", "p_high", "g_low", "g_high", "spread_low", "spread_high"}, "stuck")
-        return cls(**{k: float(v) for k, v in d.items()})
+        return cls(**{k: doc_number(v, f"stuck.{k}") for k, v in d.items()})
 
 
 @dataclass(frozen=True)
@@ -364,4 +391,4 @@ class ChipGain:
     @classmethod
     def from_dict(cls, d):
         strict_keys(d, {"sigma"}, "chip_gain")
-        return cls(float(d.get("sigma", 0.0)))
+        return cls(doc_number(d.get("sigma", 0.0), "chip_gain.sigma"))

@@ -19,9 +19,11 @@ def describe(model: DeviceModel) -> str:
         lines.append(f"  {model.description}")
     if model.source:
         lines.append(f"  source: {model.source}")
-    fit = model.metadata.get("fit", {}) if isinstance(model.metadata, dict) else {}
-    if fit.get("success") is False:
-        lines.append("  FIT DIAGNOSTICS FAILED: " + "; ".join(fit.get("warnings") or ["see the fit report"]))
+    fit = model.metadata.get("fit") if isinstance(model.metadata, dict) else None
+    if isinstance(fit, dict) and fit.get("success") is False:
+        warns = fit.get("warnings")
+        warns = [str(w) for w in warns] if isinstance(warns, list) and warns else ["see the fit report"]
+        lines.append("  FIT DIAGNOSTICS FAILED: " + "; ".join(warns))
     if model.g_range is not None:
         lines.append(f"  programmable range: {model.g_range[0]:g} .. {model.g_range[1]:g} {u}")
     lines.append(f"  floor: {model.floor if model.floor is not None else 'none'}{' ' + u if model.floor is not None else ''}")

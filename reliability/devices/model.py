@@ -27,7 +27,8 @@ from reliability._json import jsonable
 from reliability.devices.components import (
     ChipGain, Drift, EmpiricalVariation, ProgrammingVariation, ReadNoise, StuckAt, programming_from_dict,
 )
-from reliability.errors import ModelSpecError
+from reliability.devices.state import doc_number, doc_text
+from reliability.errors import ModelSpecError, option
 from reliability.streams import as_generator
 
 __all__ = ["DeviceModel", "ProgrammedDevices", "SCHEMA", "SCHEMA_VERSION", "UNITS"]
@@ -103,10 +104,23 @@ class DeviceModel:
         if self.unit not in UNITS:
             raise ModelSpecError(f"DeviceModel.unit must be one of {UNITS}; got {self.unit!r}.")
         if self.g_range is not None:
-            lo, hi = (float(v) for v in self.g_range)
-            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-                raise ModelSpecError(f"DeviceModel.g_range must be (g_min, g_max) with g_min < g_max; got {self.g_range!r}.")
+            try:
+                lo, hi = (float(v) for v in self.g_range)
+            except (TypeError, ValueError, OverflowError):
+                lo = hi = float("nan")
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi and np.isfinite(hi - lo)):
+                raise ModelSpecError(f"DeviceModel.g_range must be (g_min, g_max), two finite numbers with g_min < "
+                                     f"g_max; got {self.g_range!r}.")
             object.__setattr__(self, "g_range", (lo, hi))
+        if self.floor is not None:
+            try:
+                floor = float(self.floor)
+            except (TypeError, ValueError, OverflowError):
+                floor = float("nan")
+            if isinstance(self.floor, bool) or not np.isfinite(floor):
+                raise ModelSpecError(f"DeviceModel.floor must be a finite number (the lowest conductance, usually 0) "
+                                     f"or None for no floor; got {self.floor!r}.")
+            object.__setattr__(self, "floor", floor)
         self._check_ranges()
 
     def _check_ranges(self) -> None:
@@ -238,7 +252,7 @@ class DeviceModel:
         if isinstance(version, str) and version.strip() == str(SCHEMA_VERSION):
             raise ModelSpecError(f"device model 'version' must be the number {SCHEMA_VERSION}, not the string {version!r}; "
                                  f"write \"version\": {SCHEMA_VERSION}.")
-        if version != SCHEMA_VERSION:
+        if isinstance(version, bool) or version != SCHEMA_VERSION:
             raise ModelSpecError(
                 f"device model schema version {version!r} is not supported by this release (which reads version "
                 f"{SCHEMA_VERSION}); upgrade nvcim-reliability or re-export the model."
@@ -248,21 +262,26 @@ class DeviceModel:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ModelSpecError(f"device model has unknown fields {unknown}; known fields are {sorted(known)}.")
-        try:
-            return cls(
-                name=str(d.get("name", "custom")), unit=d.get("unit", "uS"),
-                description=str(d.get("description", "")), source=str(d.get("source", "")),
-                g_range=None if d.get("g_range") is None else tuple(d["g_range"]),
-                floor=d.get("floor", 0.0),
-                programming=None if d.get("programming") is None else programming_from_dict(d["programming"]),
-                drift=None if d.get("drift") is None else Drift.from_dict(d["drift"]),
-                read_noise=None if d.get("read_noise") is None else ReadNoise.from_dict(d["read_noise"]),
-                stuck=None if d.get("stuck") is None else StuckAt.from_dict(d["stuck"]),
-                chip_gain=None if d.get("chip_gain") is None else ChipGain.from_dict(d["chip_gain"]),
-                metadata=dict(d.get("metadata") or {}),
-            )
-        except TypeError as exc:
-            raise ModelSpecError(f"device model has a malformed part: {exc}") from None
+        g_range = d.get("g_range")
+        if g_range is not None and (not isinstance(g_range, list) or len(g_range) != 2):
+            raise ModelSpecError(f"g_range must be a list of two numbers [g_min, g_max] (or null); got {g_range!r}.")
+        metadata = d.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise ModelSpecError(f"metadata must be an object (or null); got {metadata!r}.")
+        floor = d.get("floor", 0.0)
+        return cls(
+            name=doc_text(d.get("name", "custom"), "name"), unit=doc_text(d.get("unit", "uS"), "unit"),
+            description=doc_text(d.get("description") or "", "description"),
+            source=doc_text(d.get("source") or "", "source"),
+            g_range=None if g_range is None else tuple(doc_number(v, f"g_range[{i}]") for i, v in enumerate(g_range)),
+            floor=None if floor is None else doc_number(floor, "floor"),
+            programming=None if d.get("programming") is None else programming_from_dict(d["programming"]),
+            drift=None if d.get("drift") is None else Drift.from_dict(d["drift"]),
+            read_noise=None if d.get("read_noise") is None else ReadNoise.from_dict(d["read_noise"]),
+            stuck=None if d.get("stuck") is None else StuckAt.from_dict(d["stuck"]),
+            chip_gain=None if d.get("chip_gain") is None else ChipGain.from_dict(d["chip_gain"]),
+            metadata=dict(metadata),
+        )
 
     def to_json(self, indent: int = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=True)
@@ -271,7 +290,7 @@ class DeviceModel:
         """Write the model as JSON.  Refuses to overwrite an existing file unless ``overwrite``."""
         path = Path(path)
         if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) or choose another path.")
+            raise FileExistsError(f"{path} exists; pass {option('overwrite')} or choose another path.")
         path.write_text(self.to_json() + "\n")
         return path
 
@@ -284,6 +303,15 @@ class DeviceModel:
             raise ModelSpecError(f"device model file {path} does not exist; give a JSON file or a preset name.") from None
         except json.JSONDecodeError as exc:
             raise ModelSpecError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}.") from None
+        except UnicodeDecodeError as exc:
+            raise ModelSpecError(f"{path} is not UTF-8 text (undecodable byte at offset {exc.start}); a device model "
+                                 "is a JSON file written by DeviceModel.save.") from None
+        except OSError as exc:
+            raise ModelSpecError(f"device model file {path} cannot be read ({exc.strerror or exc}); give a readable "
+                                 "JSON file or a preset name.") from None
+        except (ValueError, RecursionError) as exc:  # a number with thousands of digits, nesting too deep
+            raise ModelSpecError(f"{path} is not a usable JSON document ({exc}); a device model is a JSON file "
+                                 "written by DeviceModel.save.") from None
         if isinstance(d, dict):
             for key, kind in DeviceModel._document_kinds.items():
                 if key in d:

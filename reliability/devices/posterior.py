@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from reliability.devices.model import DeviceModel
-from reliability.errors import ModelSpecError
+from reliability.errors import ModelSpecError, option
 from reliability.streams import as_generator
 
 __all__ = ["PosteriorDeviceModel", "POSTERIOR_FORMAT"]
@@ -64,6 +64,31 @@ def _get_path(doc: dict, path: str) -> float:
     for k in path.split("/"):
         node = node[int(k)] if isinstance(node, list) else node[k]
     return float(node)
+
+
+def _read_draws(npz: Path) -> tuple[tuple[str, ...], tuple[str, ...], np.ndarray]:
+    """``(names, paths, draws)`` of a posterior draws file; :class:`ModelSpecError` for anything else."""
+    import zipfile
+
+    fix = "re-save the model (PosteriorDeviceModel.save) or restore the file written beside the JSON file"
+    try:
+        with np.load(npz, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ModelSpecError(f"{npz} is a single array, not a posterior draws file; {fix}.")
+            missing = [k for k in ("format", "draws", "names", "paths") if k not in z.files]
+            if missing:
+                raise ModelSpecError(f"{npz} is not a posterior draws file of format {POSTERIOR_FORMAT!r} (no "
+                                     f"{missing[0]!r} entry); {fix}.")
+            fmt, names, paths, draws = z["format"], z["names"], z["paths"], z["draws"]
+    except ModelSpecError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelSpecError(f"{npz} cannot be read as a posterior draws file ({exc}); {fix}.") from None
+    if str(fmt) != POSTERIOR_FORMAT:
+        raise ModelSpecError(f"{npz} is not a posterior draws file of format {POSTERIOR_FORMAT!r}; {fix}.")
+    if names.ndim != 1 or paths.ndim != 1 or not np.issubdtype(draws.dtype, np.number):
+        raise ModelSpecError(f"{npz} is damaged: 'names' and 'paths' must be lists and 'draws' numbers; {fix}.")
+    return tuple(str(s) for s in names), tuple(str(s) for s in paths), np.asarray(draws, dtype=float)
 
 
 @dataclass(frozen=True)
@@ -247,7 +272,7 @@ class PosteriorDeviceModel(DeviceModel):
         nc = path.with_name(path.stem + ".trace.nc") if trace is not None else None
         for p in (path, npz, nc):
             if p is not None and p.exists() and not overwrite:
-                raise FileExistsError(f"{p} exists; pass overwrite=True (CLI: --force) or choose another path.")
+                raise FileExistsError(f"{p} exists; pass {option('overwrite')} or choose another path.")
         np.savez_compressed(npz, format=np.array(POSTERIOR_FORMAT), draws=self.draws,
                             names=np.array(self.param_names), paths=np.array(self.param_paths))
         if nc is not None:
@@ -269,6 +294,16 @@ class PosteriorDeviceModel(DeviceModel):
         if not isinstance(post, dict) or post.get("format") != POSTERIOR_FORMAT:
             raise ModelSpecError(f"'posterior' entry must be an object with format {POSTERIOR_FORMAT!r}; got {post!r}.")
         fname = post.get("file")
+        if fname is not None and not isinstance(fname, str):
+            raise ModelSpecError(f"'posterior.file' must be the name of the draws file beside the JSON file (a "
+                                 f"string such as 'model.posterior.npz'); got {fname!r}.")
+        trace = post.get("trace")
+        if trace is not None and not isinstance(trace, str):
+            raise ModelSpecError(f"'posterior.trace' must be the name of the trace file (a string) or null; got "
+                                 f"{trace!r}.")
+        n_draws = post.get("n_draws")
+        if n_draws is not None and (isinstance(n_draws, bool) or not isinstance(n_draws, int)):
+            raise ModelSpecError(f"'posterior.n_draws' must be a whole number (the number of draws); got {n_draws!r}.")
         if not fname:
             raise ModelSpecError("'posterior.file' is empty: the draws were never saved; save the model with "
                                  "PosteriorDeviceModel.save(path).")
@@ -276,19 +311,15 @@ class PosteriorDeviceModel(DeviceModel):
             raise ModelSpecError(f"the posterior draws file {fname!r} is relative to the JSON file; load the model from "
                                  "its file (DeviceModel.load / load_device / PosteriorDeviceModel.load).")
         npz = Path(base_dir) / fname
-        try:
-            z = np.load(npz, allow_pickle=False)
-        except FileNotFoundError:
+        if not npz.exists():
             raise ModelSpecError(f"posterior draws file {npz} (named in the JSON 'posterior' entry) does not exist; "
-                                 "keep it beside the JSON file.") from None
-        if str(z["format"]) != POSTERIOR_FORMAT:
-            raise ModelSpecError(f"{npz} is not a posterior draws file of format {POSTERIOR_FORMAT!r}.")
+                                 "keep it beside the JSON file.")
+        names, paths, draws = _read_draws(npz)
         point = DeviceModel.from_dict(d)
-        if int(post.get("n_draws", z["draws"].shape[0])) != z["draws"].shape[0]:
-            raise ModelSpecError(f"{npz} holds {z['draws'].shape[0]} draws but the JSON says {post.get('n_draws')}.")
+        if n_draws is not None and n_draws != draws.shape[0]:
+            raise ModelSpecError(f"{npz} holds {draws.shape[0]} draws but the JSON says {n_draws}.")
         return cls(**{f.name: getattr(point, f.name) for f in fields(DeviceModel)},
-                   param_names=tuple(str(s) for s in z["names"]), param_paths=tuple(str(s) for s in z["paths"]),
-                   draws=np.asarray(z["draws"], dtype=float), posterior_file=str(fname), trace_file=post.get("trace"),
+                   param_names=names, param_paths=paths, draws=draws, posterior_file=fname, trace_file=trace,
                    base_dir=str(base_dir))
 
     @classmethod

@@ -19,6 +19,48 @@ from reliability.errors import ModelSpecError
 
 __all__ = ["StateFunction", "Constant", "Polynomial", "Spline", "state_function_from_dict"]
 
+_FIX = "Fix the value in the model file (or re-export the model)."
+
+
+# ------------------------------------------------------------------ reading document values
+# A device-model document is user input: every value is checked for its type here, where its path in
+# the document is known, so that a wrong type is named (``drift.t0_s must be a number; got 'abc'``)
+# instead of surfacing as a TypeError or ValueError from deep inside.
+def doc_number(value: Any, where: str) -> float:
+    """``value`` as a float: a JSON number (not a boolean, not a string); else :class:`ModelSpecError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ModelSpecError(f"{where} must be a number; got {value!r}. {_FIX}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ModelSpecError(f"{where} is too large to be a number ({str(value)[:20]}...); {_FIX}") from None
+
+
+def doc_optional_number(value: Any, where: str) -> float | None:
+    """``None`` or :func:`doc_number`."""
+    return None if value is None else doc_number(value, where)
+
+
+def doc_numbers(value: Any, where: str) -> tuple[float, ...]:
+    """A JSON list of numbers as a tuple of floats."""
+    if not isinstance(value, (list, tuple)):
+        raise ModelSpecError(f"{where} must be a list of numbers; got {value!r}. {_FIX}")
+    return tuple(doc_number(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def doc_flag(value: Any, where: str) -> bool:
+    """A JSON boolean (``true``/``false``), not a number or a string."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ModelSpecError(f"{where} must be true or false; got {value!r}. {_FIX}")
+    return bool(value)
+
+
+def doc_text(value: Any, where: str) -> str:
+    """A JSON string."""
+    if not isinstance(value, str):
+        raise ModelSpecError(f"{where} must be a string; got {value!r}. {_FIX}")
+    return value
+
 
 class StateFunction(ABC):
     """Base class: ``f(target)`` evaluated elementwise, in the parameter's own unit."""
@@ -38,8 +80,21 @@ class StateFunction(ABC):
         """One-line human-readable form."""
 
 
+def _lower(name: str, value: Any) -> float | None:
+    """A lower bound: ``None`` or a finite number."""
+    if value is None:
+        return None
+    v = _finite(name, value)
+    if v.ndim != 0:
+        raise ModelSpecError(f"{name} must be one number or None; got {value!r}.")
+    return float(v)
+
+
 def _finite(name: str, values: Any) -> np.ndarray:
-    arr = np.asarray(values, dtype=float)
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError, OverflowError):
+        raise ModelSpecError(f"{name} must be numbers; got {values!r}.") from None
     if not np.all(np.isfinite(arr)):
         raise ModelSpecError(f"{name} must be finite numbers; got {values!r}. Replace NaN/inf entries.")
     return arr
@@ -84,8 +139,11 @@ class Polynomial(StateFunction):
         object.__setattr__(self, "coefficients", tuple(float(c) for c in _finite("Polynomial.coefficients", self.coefficients)))
         if len(self.coefficients) == 0:
             raise ModelSpecError("Polynomial.coefficients is empty; give at least one coefficient.")
-        if not (np.isfinite(self.x_scale) and self.x_scale > 0):
+        x_scale = _finite("Polynomial.x_scale", self.x_scale)
+        if not (x_scale.ndim == 0 and x_scale > 0):
             raise ModelSpecError(f"Polynomial.x_scale must be a positive number; got {self.x_scale!r}.")
+        object.__setattr__(self, "x_scale", float(x_scale))
+        object.__setattr__(self, "lower", _lower("Polynomial.lower", self.lower))
 
     def __call__(self, target):
         x = np.asarray(target, dtype=float) / self.x_scale
@@ -128,6 +186,15 @@ class Spline(StateFunction):
             raise ModelSpecError(f"Spline.knots must be strictly increasing; got {list(k)}. Sort them and merge duplicates.")
         object.__setattr__(self, "knots", tuple(float(x) for x in k))
         object.__setattr__(self, "values", tuple(float(x) for x in v))
+        object.__setattr__(self, "lower", _lower("Spline.lower", self.lower))
+        if k.size > 2:
+            try:
+                with np.errstate(all="ignore"):
+                    PchipInterpolator(k, v, extrapolate=False)
+            except ValueError:
+                raise ModelSpecError(f"Spline: the values change too steeply between the knots to interpolate "
+                                     f"(knots {list(k)[:4]}..., values {list(v)[:4]}...); check their "
+                                     f"magnitudes.") from None
 
     def __call__(self, target):
         t = np.asarray(target, dtype=float)
@@ -173,19 +240,29 @@ _STATE_FIELDS = {"constant": {"kind", "value"}, "polynomial": {"kind", "coeffici
 def state_function_from_dict(d: Any, where: str = "state function") -> StateFunction:
     """Build a :class:`StateFunction` from its JSON form; a bare number means :class:`Constant`."""
     if isinstance(d, (int, float)) and not isinstance(d, bool):
-        return Constant(float(d))
+        return Constant(doc_number(d, where))
     if not isinstance(d, dict) or "kind" not in d:
         raise ModelSpecError(f"{where}: expected a number or an object with 'kind' (constant, polynomial, spline); got {d!r}.")
     kind = d["kind"]
-    if kind in _STATE_FIELDS:
-        strict_keys(d, _STATE_FIELDS[kind], where)
+    if not isinstance(kind, str) or kind not in _STATE_FIELDS:
+        raise ModelSpecError(f"{where}: unknown kind {kind!r}; use one of constant, polynomial, spline.")
+    strict_keys(d, _STATE_FIELDS[kind], where)
     try:
-        if kind == "constant":
-            return Constant(float(d["value"]))
-        if kind == "polynomial":
-            return Polynomial(tuple(d["coefficients"]), float(d.get("x_scale", 1.0)), d.get("lower"))
-        if kind == "spline":
-            return Spline(tuple(d["knots"]), tuple(d["values"]), d.get("lower"))
+        return _build(kind, d, where)
     except KeyError as exc:
         raise ModelSpecError(f"{where}: a '{kind}' needs the field {exc.args[0]!r}; got {d!r}.") from None
-    raise ModelSpecError(f"{where}: unknown kind {kind!r}; use one of constant, polynomial, spline.")
+    except ModelSpecError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise ModelSpecError(f"{where}: {exc}") from None
+
+
+def _build(kind: str, d: dict, where: str) -> StateFunction:
+    if kind == "constant":
+        return Constant(doc_number(d["value"], f"{where}.value"))
+    if kind == "polynomial":
+        return Polynomial(doc_numbers(d["coefficients"], f"{where}.coefficients"),
+                          doc_number(d.get("x_scale", 1.0), f"{where}.x_scale"),
+                          doc_optional_number(d.get("lower"), f"{where}.lower"))
+    return Spline(doc_numbers(d["knots"], f"{where}.knots"), doc_numbers(d["values"], f"{where}.values"),
+                  doc_optional_number(d.get("lower"), f"{where}.lower"))

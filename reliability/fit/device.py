@@ -31,7 +31,7 @@ from reliability.devices.components import EmpiricalVariation, ProgrammingVariat
 from reliability.devices.families import FAMILIES, VARIATION_FAMILIES, get_family
 from reliability.devices.model import DeviceModel
 from reliability.devices.state import Polynomial, Spline
-from reliability.errors import ReliabilityError
+from reliability.errors import ReliabilityError, option
 from reliability.fit.effects import (
     ChipGainFit, DriftFit, StuckFit, as_frame, estimate_chip_gains, estimate_drift, estimate_stuck, stuck_loglik,
     table_rows,
@@ -177,7 +177,7 @@ def fit_device(
     frame, source = as_frame(data)
     fam_list = _family_list(family)
     if state not in ("auto", "levels", "poly"):
-        raise ReliabilityError(f"state must be 'auto', 'levels' or 'poly'; got {state!r}.")
+        raise ReliabilityError(f"state must be 'auto', 'levels' or 'poly'; got {option('state', state)}.")
     rows = table_rows(frame, source, censor, drop_outliers)
     x_raw, T, t, n, chip, device_key = rows.x_raw, rows.T, rows.t, rows.n, rows.chip, rows.device_key
     level, centres, times, tidx, group = rows.level, rows.centres, rows.times, rows.tidx, rows.group

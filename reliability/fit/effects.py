@@ -495,7 +495,7 @@ def screen_outliers(frame, source: str, drop: bool):
     """``(frame, note)``: ``frame`` without its gross outliers when ``drop``, with a note naming
     them; without ``drop`` a :class:`~reliability.errors.DataValidationError` names them (row,
     value, target) and the two fixes.  Nothing is clipped."""
-    from reliability.errors import DataValidationError
+    from reliability.errors import DataValidationError, option
 
     bad = gross_outliers(frame)
     if not bad.any():
@@ -510,8 +510,7 @@ def screen_outliers(frame, source: str, drop: bool):
         raise DataValidationError(
             f"{source}: {idx.size} reading(s) no variation family can explain ({named}{more}): more than "
             f"{GROSS_FACTOR:g} x the largest target, or {GROSS_ROBUST_Z:g} robust standard deviations from their "
-            "level. Fix or remove those rows, or exclude them with drop_outliers=True (command line: --drop-outliers), "
-            "which reports them.")
+            f"level. Fix or remove those rows, or exclude them with {option('drop_outliers')}, which reports them.")
     return frame.filter(~bad), f"excluded {idx.size} gross outlier(s) no variation family can explain: {named}{more}"
 
 

@@ -226,3 +226,175 @@ def test_a_damaged_checkpoint_is_named_not_a_traceback(content, public_case, eva
     err = _err(capsys)
     assert "damaged or not a checkpoint" in err or "not a checkpoint" in err
     assert "delete it" in err
+
+
+# ------------------------------------------------------------------ messages in the caller's words
+def _fit_flags() -> set[str]:
+    """Every flag ``reliability fit`` accepts."""
+    import argparse
+
+    from reliability.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {s for a in sub.choices["fit"]._actions for s in a.option_strings}
+
+
+def _read_wide(path, **kw):
+    from reliability.data import from_wide
+
+    return from_wide(path, **kw)
+
+
+def _fit(path, **kw):
+    from reliability.data import read_measurements
+    from reliability.fit import fit_device
+
+    return fit_device(read_measurements(path), family="normal", **kw)
+
+
+_LEVELS = "".join(f"{t},{t * (1 + 0.01 * (i % 3))}\n" for i, t in enumerate((1, 5, 10, 20, 25) * 5))
+_WIDE = "rmp1,rmp2,rmp3\n1e-4,1.1e-4,1.2e-4\n2e-4,2.1e-4,2.2e-4\n"
+
+# (file, command-line arguments, Python reader and its keywords, words on the command line, words in Python)
+BAD_CSV = {
+    "no unit": ("target,conductance\n1,1\n", [], None, {}, "pass --unit uS", "pass unit='uS'"),
+    "invalid cells": ("target_uS,conductance_uS\n1,\n2,x\n", [], None, {}, "pass --drop-invalid",
+                      "pass drop_invalid=True"),
+    "current without voltage": ("target_uS,current_A\n1,1e-6\n", [], None, {}, "--read-voltage <volts>",
+                                "read_voltage=<volts>"),
+    "voltage for conductances": ("target_uS,conductance_uS\n1,1\n", ["--read-voltage", "0.1"], None,
+                                 {"read_voltage": 0.1}, "drop --read-voltage 0.1", "drop read_voltage=0.1"),
+    "unit contradicts suffix": ("target_uS,conductance_mS\n1,1\n", ["--unit", "uS"], None, {"unit": "uS"},
+                                "drop --unit uS", "drop unit='uS'"),
+    "two conductances": ("target_uS,conductance_uS,conductance_mS\n1,1,1\n", [], None, {}, "--column <name>=)",
+                         "columns={'<name>': None}"),
+    "conductance and current": ("target_uS,conductance_uS,current_A\n1,1,1\n", [], None, {}, "--column current_A=",
+                                "columns={'current_A': None}"),
+    "misspelt required": ("targt_uS,conductance_uS\n1,1\n", [], None, {}, "--column targt_uS=target_uS",
+                          "columns={'targt_uS': 'target_uS'}"),
+    "misspelt extra": ("target_uS,conductance_uS,conductnce_uS\n1,1,1\n", [], None, {},
+                       "--column conductnce_uS=conductance_uS", "columns={'conductnce_uS': None}"),
+    "unknown suffix": ("target_uS,conductance_xS\n1,1\n", [], None, {}, "--column conductance_xS=",
+                       "columns={'conductance_xS': None}"),
+    "current suffix on conductance": ("target_uS,conductance_A\n1,1\n", [], None, {}, "--read-voltage <volts>",
+                                      "read_voltage=<volts>"),
+    "bad unit": ("target_uS,conductance_uS\n1,1\n", ["--unit", "kS"], None, {"unit": "kS"}, "--unit kS is not",
+                 "unit='kS' is not"),
+    "bad read voltage": ("target_uS,current_A\n1,1e-6\n", ["--read-voltage", "-1"], None, {"read_voltage": -1.0},
+                         "got --read-voltage -1.0", "got read_voltage=-1.0"),
+    "map a missing column": ("target_uS,G\n1,1\n", ["--column", "X=conductance_uS"], None,
+                             {"columns": {"X": "conductance_uS"}}, "--column X=conductance_uS maps the column 'X'",
+                             "columns={'X': 'conductance_uS'} maps the column 'X'"),
+    "map onto a taken name": ("target_uS,G,conductance_uS\n1,1,1\n", ["--column", "G=conductance_uS"], None,
+                              {"columns": {"G": "conductance_uS"}}, "(--column G=conductance_uS)",
+                              "(columns={'G': 'conductance_uS'})"),
+    "map onto a name outside the schema": ("target_uS,G\n1,1\n", ["--column", "G=cond_uS"], None,
+                                           {"columns": {"G": "cond_uS"}},
+                                           "--column G=cond_uS maps 'G' to 'cond_uS', which is not a schema column",
+                                           "columns={'G': 'cond_uS'} maps 'G' to 'cond_uS'"),
+    "wide without --wide": (_WIDE, [], None, {}, "read it with --wide", "read it with reliability.data.from_wide("),
+    "wide without a unit": (_WIDE, ["--wide"], _read_wide, {}, "pass --unit uS", "pass unit='uS'"),
+    "wide current without voltage": (_WIDE, ["--wide", "--unit", "A"], _read_wide, {"unit": "A"},
+                                     "--unit A needs --read-voltage <volts>", "unit='A' needs read_voltage=<volts>"),
+    "wide conductance with voltage": (_WIDE, ["--wide", "--unit", "uS", "--read-voltage", "0.1"], _read_wide,
+                                      {"unit": "uS", "read_voltage": 0.1}, "drop --read-voltage 0.1",
+                                      "drop read_voltage=0.1"),
+    "dropped rows and ignored column": ("target_uS,conductance_uS,notes\n1,1,x\n2,,y\n", ["--drop-invalid"], None,
+                                        {"drop_invalid": True}, "--column <name>=<schema name>",
+                                        "columns={'<name>': '<schema name>'}"),
+    "gross outlier": ("target_uS,conductance_uS\n" + _LEVELS + "10,1e9\n", ["--family", "normal"], _fit, {},
+                      "exclude them with --drop-outliers", "exclude them with drop_outliers=True"),
+}
+_PYTHON_WORDS = re.compile(r"\b[a-z_]+=(True|False|None|'|\{|<)")
+
+
+@pytest.mark.parametrize("case", list(BAD_CSV))
+def test_bad_csv_messages_speak_the_callers_language(case, tmp_path, capsys):
+    import warnings
+
+    from reliability.data import read_measurements
+    from reliability.errors import ReliabilityError
+
+    text, args, reader, kw, cli_words, py_words = BAD_CSV[case]
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    assert main(["fit", str(path), "--out", str(tmp_path / "m.json"), *args]) == 2
+    err = _err(capsys)
+    assert cli_words in err, err
+    for python in ("=True", "unit=", "columns=", "current_unit", "read_voltage=", "drop_invalid", "overwrite",
+                   "from_wide"):
+        assert python not in err, (python, err)
+    assert not _PYTHON_WORDS.search(err), err
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", err))
+    assert named and named <= _fit_flags(), named - _fit_flags()
+    # the same file from Python names the parameters
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(ReliabilityError) as exc:
+        warnings.simplefilter("always")
+        (reader or read_measurements)(path, **kw)
+        if case == "dropped rows and ignored column":          # read fine: the warning is the message
+            raise ReliabilityError(" ".join(str(w.message) for w in caught))
+    msg = str(exc.value)
+    assert py_words in msg, msg
+    assert not re.search(r"(?<![\w-])--[a-z]", msg), msg
+
+
+def test_column_maps_and_leaves_out_columns(tmp_path, capsys):
+    from reliability.data import read_measurements, simulate_campaign
+    from reliability.devices import load_device
+
+    df = simulate_campaign(load_device("pcm"), np.linspace(1, 25, 5), [20.0], n_chips=1, n_devices=30, rng=0)
+    df = df.rename({"target_uS": "T", "conductance_uS": "G meas"}).with_columns(pl.lit("ok").alias("notes"))
+    path = tmp_path / "renamed.csv"
+    df.write_csv(path)
+    out = tmp_path / "m.json"
+    assert main(["fit", str(path), "--out", str(out), "--family", "normal"]) == 2
+    assert "--column <file name>=<schema name>" in _err(capsys) and not out.exists()
+    args = ["fit", str(path), "--out", str(out), "--family", "normal", "--column", "T=target_uS",
+            "--column", "G meas=conductance_uS", "--column", "notes="]
+    assert main(args) in (0, 3)
+    assert out.exists()
+    err = _err(capsys)
+    assert "ignored columns" not in err and "notes" not in err
+    table = read_measurements(path, columns={"T": "target_uS", "G meas": "conductance_uS", "notes": None})
+    assert table.frame.height == df.height and table.ignored_columns == ()
+    np.testing.assert_allclose(table.frame["conductance_uS"].to_numpy(), df["G meas"].to_numpy())
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--column", "T"], "expected FILE_NAME=SCHEMA_NAME"),
+    (["--column", "=target_uS"], "expected FILE_NAME=SCHEMA_NAME"),
+])
+def test_bad_column_syntax_is_a_usage_error(args, words, tmp_path, capsys):
+    path = tmp_path / "m.csv"
+    path.write_text("T,conductance_uS\n1,1\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(path), "--out", str(tmp_path / "m.json"), *args])
+    assert exc.value.code == 2
+    assert words in _err(capsys)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--wide", "--unit", "A", "--read-voltage", "0.1", "--column", "rmp1=x"], "cannot be combined with --wide"),
+    (["--column", "T=target_uS", "--column", "T=conductance_uS"], "given twice"),
+])
+def test_column_conflicts_are_named(args, words, tmp_path, capsys):
+    path = tmp_path / "m.csv"
+    path.write_text(_WIDE)
+    out = tmp_path / "m.json"
+    assert main(["fit", str(path), "--out", str(out), *args]) == 2
+    assert words in _err(capsys) and not out.exists()
+
+
+def test_a_wide_file_read_as_long_suggests_wide(tmp_path, capsys):
+    from reliability.data import load_bundled, read_measurements
+
+    src = load_bundled("crosssim-set").source
+    out = tmp_path / "m.json"
+    assert main(["fit", src, "--out", str(out)]) == 2
+    err = _err(capsys)
+    assert "looks like a wide table" in err and "--wide" in err and "--unit <unit>" in err
+    with pytest.raises(DataValidationError, match=re.escape("reliability.data.from_wide(...)")):
+        read_measurements(src)
+    assert main(["fit", src, "--out", str(out), "--wide", "--unit", "A", "--read-voltage", "0.1",
+                 "--family", "normal", "--state", "poly"]) in (0, 3)
+    assert out.exists()

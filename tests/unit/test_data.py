@@ -499,7 +499,8 @@ def test_canonical_frame_reads_back_unchanged():
 
 def test_columns_mapping_unknown_key_is_an_error(tmp_path):
     p = write(tmp_path, "target_uS,G_meas\n1,1\n")
-    raises(p, ["meas.csv", "columns= maps 'G_mes'", "G_mes: did you mean G_meas?"], columns={"G_mes": "conductance_uS"})
+    raises(p, ["meas.csv", "columns={'G_mes': 'conductance_uS'} maps the column 'G_mes'", "G_mes: did you mean G_meas?"],
+           columns={"G_mes": "conductance_uS"})
 
 
 def test_from_wide_parquet_current_units(tmp_path):

@@ -24,7 +24,7 @@ from reliability.errors import FitFailedError, ReliabilityError
 from reliability.fit.bayes.diagnostics import THRESHOLDS, _check, _diagnose, _summary
 from reliability.fit.bayes.model import BAYES_FAMILIES, PRIORS, _build_model
 from reliability.fit.bayes.prepare import _prepare
-from reliability.fit.bayes.result import BayesFitResult, _posterior_model, require_bayes_extra
+from reliability.fit.bayes.result import BayesFitResult, _posterior_model, quiet_third_party_warnings, require_bayes_extra
 from reliability.fit.effects import as_frame
 
 __all__ = ["fit_device_bayes", "BayesFitResult", "FitFailedError", "PRIORS", "THRESHOLDS", "BAYES_FAMILIES"]
@@ -53,7 +53,7 @@ def _quiet_pymc(verbose: bool):
         lg.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
+            quiet_third_party_warnings()
             warnings.simplefilter("ignore", RuntimeWarning)
             yield
     finally:

@@ -20,16 +20,27 @@ from reliability.devices.components import ChipGain, Drift, ProgrammingVariation
 from reliability.devices.model import DeviceModel
 from reliability.devices.posterior import PosteriorDeviceModel
 from reliability.devices.state import Spline
-from reliability.errors import MissingDependencyError, ReliabilityError
+from reliability.errors import MissingDependencyError, ReliabilityError, option
 from reliability.fit.bayes.prepare import _Data, _normal_lp, _Prep
 from reliability.fit.gof import TailCheck, tail_check
+
+
+def quiet_third_party_warnings() -> None:
+    """Inside ``warnings.catch_warnings()``: silence what PyMC, PyTensor and ArviZ print on every run
+    that says nothing about the fit (PyTensor's advice to install a BLAS through conda, the
+    libraries' deprecation notices); the fit's own diagnostics are reported by the toolkit."""
+    warnings.filterwarnings("ignore", message=".*PyTensor could not link to a BLAS", category=UserWarning)
+    warnings.simplefilter("ignore", FutureWarning)
+    warnings.simplefilter("ignore", DeprecationWarning)
 
 
 def require_bayes_extra() -> None:
     """Import PyMC and ArviZ (the ``bayes`` extra), or raise :class:`~reliability.errors.MissingDependencyError`."""
     try:
-        import arviz  # noqa: F401
-        import pymc  # noqa: F401
+        with warnings.catch_warnings():
+            quiet_third_party_warnings()
+            import arviz  # noqa: F401
+            import pymc  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError(
             "the Bayesian fit needs PyMC and ArviZ: pip install 'nvcim-reliability[bayes]' "
@@ -207,6 +218,7 @@ class BayesFitResult:
         import arviz as az
 
         with warnings.catch_warnings():
+            quiet_third_party_warnings()
             warnings.simplefilter("ignore", UserWarning)
             return az.loo(self.log_likelihood(max_draws), pointwise=pointwise)
 
@@ -226,6 +238,7 @@ class BayesFitResult:
         if len(set(labels)) != len(labels):
             labels = [f"{lab}#{i}" for i, lab in enumerate(labels)]
         with warnings.catch_warnings():
+            quiet_third_party_warnings()
             warnings.simplefilter("ignore", UserWarning)
             cmp = az.compare({lab: f.log_likelihood() for lab, f in zip(labels, fits)}, ic="loo")
         df = cmp.reset_index().rename(columns={"index": "model"})
@@ -346,7 +359,7 @@ class BayesFitResult:
         if not overwrite:
             for f in files:
                 if (directory / f).exists():
-                    raise FileExistsError(f"{directory / f} exists; pass overwrite=True or choose another folder.")
+                    raise FileExistsError(f"{directory / f} exists; pass {option('overwrite')} or choose another folder.")
         if self.model is not None:
             self.model.save(directory / "device.json", overwrite=True, trace=self.idata)
         else:
