@@ -96,6 +96,13 @@ _CLI = {
     "time_origin": lambda v: f"--time-origin {v}",
     "state": lambda v: f"--state {v}",
     "family": lambda v: f"--family {v}",
+    "draws": lambda v: f"--draws {v}",
+    "tune": lambda v: f"--tune {v}",
+    "chains": lambda v: f"--chains {v}",
+    "target_accept": lambda v: f"--target-accept {v}",
+    "scale_degree": lambda v: f"--scale-degree {v}",
+    "chip_gain": lambda v: "" if v else "--no-chip-gain",
+    "stuck": lambda v: f"--stuck {({True: 'yes', False: 'no'}.get(v, v))}",
 }
 
 # choices that are a flag on the command line but not a parameter in Python: how the library spells them

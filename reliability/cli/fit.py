@@ -30,6 +30,9 @@ def add_parser(subparsers) -> None:
     f.add_argument("--stuck", default="auto", choices=["auto", "yes", "no"], help="stuck-at mixture")
     f.add_argument("--no-chip-gain", action="store_true", help="do not estimate chip-to-chip gain")
     f.add_argument("--t0", type=float, default=20.0, help="drift reference time in s (default 20)")
+    f.add_argument("--time-origin", choices=["programming", "t0"], default="programming",
+                   help="what the file's time_s counts from: the end of programming (default), or the drift "
+                        "reference t0 (--t0 seconds after programming, the aihwkit convention)")
     f.add_argument("--drop-invalid", action="store_true", help="drop invalid rows (reported) instead of failing")
     f.add_argument("--drop-outliers", action="store_true",
                    help="exclude readings no variation family can explain (named in the notes) instead of failing")
@@ -42,6 +45,10 @@ def add_parser(subparsers) -> None:
     f.add_argument("--tune", type=positive_int, default=1000, help="--bayes: tuning steps per chain (default 1000)")
     f.add_argument("--chains", type=positive_int, default=2, help="--bayes: chains (default 2)")
     f.add_argument("--seed", type=nonnegative_int, default=0, help="--bayes: sampler seed (default 0)")
+    f.add_argument("--target-accept", type=float, default=0.95,
+                   help="--bayes: NUTS target acceptance rate in [0.5, 1) (default 0.95; raise it against divergences)")
+    f.add_argument("--scale-degree", type=nonnegative_int, default=2,
+                   help="--bayes: degree of the smooth log-scale curve over levels (default 2)")
     f.add_argument("--trace", action="store_true", help="--bayes: also write the trace, <out stem>.trace.nc (NetCDF)")
     f.set_defaults(func=run)
 
@@ -107,8 +114,8 @@ def run(args) -> int:
     if args.bayes:
         return _fit_bayes(args, table, out, censor, stuck)
     res = fit_device(table, family=args.family, state=args.state, censor=censor, stuck=stuck,
-                     chip_gain=not args.no_chip_gain, t0_s=args.t0, name=args.name or Path(args.data).stem,
-                     drop_outliers=args.drop_outliers)
+                     chip_gain=not args.no_chip_gain, t0_s=args.t0, time_origin=args.time_origin,
+                     name=args.name or Path(args.data).stem, drop_outliers=args.drop_outliers)
     print_fit(res)
     if res.model is None:
         print(f"error: {res.message}", file=sys.stderr)
@@ -124,7 +131,9 @@ def _fit_bayes(args, table, out, censor, stuck) -> int:
     family = "normal" if args.family == "auto" else args.family
     res = fit_device_bayes(table, family=family, censor=censor, stuck=stuck, chip_gain=not args.no_chip_gain,
                            t0_s=args.t0, draws=args.draws, tune=args.tune, chains=args.chains, rng=args.seed,
-                           name=args.name or Path(args.data).stem, drop_outliers=args.drop_outliers)
+                           target_accept=args.target_accept, scale_degree=args.scale_degree,
+                           time_origin=args.time_origin, name=args.name or Path(args.data).stem,
+                           drop_outliers=args.drop_outliers)
     print(res.summary())
     print()
     print(res.model.describe())

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 import polars as pl
 
+from reliability._json import atomic_output
 from reliability.data.schema import (
     CONDUCTANCE_UNITS, CURRENT_UNITS, MeasurementTable, _check_read_voltage, _fail, _norm_unit, _validate, _warn,
     validate,
@@ -415,8 +416,9 @@ def write_measurements(table_or_frame: MeasurementTable | pl.DataFrame | Mapping
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass {option('overwrite')} to replace it, or choose another path.")
     out = frame.drop("row") if "row" in frame.columns else frame
-    if ext == ".csv":
-        out.write_csv(path)
-    else:
-        out.write_parquet(path)
+    with atomic_output(path) as tmp:
+        if ext == ".csv":
+            out.write_csv(tmp)
+        else:
+            out.write_parquet(tmp)
     return path

@@ -135,7 +135,7 @@ class MeasurementTable:
         lv, tm = self.levels, self.times
         lines = [
             f"MeasurementTable from {self.source}: {f.height} rows, input unit {self.unit_in}",
-            f"  targets: {lv.size} levels, {lv.min():.6g} .. {lv.max():.6g} uS" if lv.size else "  targets: none",
+            f"  targets: {lv.size} distinct values, {lv.min():.6g} .. {lv.max():.6g} uS" if lv.size else "  targets: none",
             f"  conductance: {f['conductance_uS'].min():.6g} .. {f['conductance_uS'].max():.6g} uS",
             f"  times: {tm.size} ({', '.join(f'{t:g}' for t in tm[:6])}{', ...' if tm.size > 6 else ''} s)",
         ]

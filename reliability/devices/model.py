@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from reliability._json import jsonable
+from reliability._json import atomic_output, jsonable
 from reliability.devices.components import (
     ChipGain, Drift, EmpiricalVariation, ProgrammingVariation, ReadNoise, StuckAt, programming_from_dict,
 )
@@ -291,7 +291,8 @@ class DeviceModel:
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass {option('overwrite')} or choose another path.")
-        path.write_text(self.to_json() + "\n")
+        with atomic_output(path) as tmp:
+            tmp.write_text(self.to_json() + "\n")
         return path
 
     @classmethod

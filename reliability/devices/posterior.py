@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import polars as pl
 
+from reliability._json import atomic_output
 from reliability.devices.model import DeviceModel
 from reliability.errors import ModelSpecError, option
 from reliability.streams import as_generator
@@ -273,14 +274,18 @@ class PosteriorDeviceModel(DeviceModel):
         for p in (path, npz, nc):
             if p is not None and p.exists() and not overwrite:
                 raise FileExistsError(f"{p} exists; pass {option('overwrite')} or choose another path.")
-        np.savez_compressed(npz, format=np.array(POSTERIOR_FORMAT), draws=self.draws,
-                            names=np.array(self.param_names), paths=np.array(self.param_paths))
+        # each file atomically, the JSON that names the others last
+        with atomic_output(npz) as tmp:
+            np.savez_compressed(tmp, format=np.array(POSTERIOR_FORMAT), draws=self.draws,
+                                names=np.array(self.param_names), paths=np.array(self.param_paths))
         if nc is not None:
-            trace.to_netcdf(str(nc))
+            with atomic_output(nc) as tmp:
+                trace.to_netcdf(str(tmp))
         saved = PosteriorDeviceModel(**{**{f.name: getattr(self, f.name) for f in fields(self)},
                                         "posterior_file": npz.name, "trace_file": nc.name if nc else self.trace_file,
                                         "base_dir": str(path.parent)})
-        path.write_text(saved.to_json() + "\n")
+        with atomic_output(path) as tmp:
+            tmp.write_text(saved.to_json() + "\n")
         return path
 
     @classmethod

@@ -145,6 +145,7 @@ def fit_device(
     t_read_s: float = 250e-9,
     name: str = "fitted",
     drop_outliers: bool = False,
+    time_origin: str = "programming",
 ) -> DeviceFitResult:
     """Fit a device model to measurements by maximum likelihood.
 
@@ -172,9 +173,13 @@ def fit_device(
         Readings no variation family can explain (more than 100 x the largest target, or 10^4
         robust standard deviations from their level) raise a :class:`DataValidationError` naming
         them; with ``drop_outliers=True`` they are excluded and named in the notes.
+    time_origin : "programming" or "t0"
+        What the data's ``time_s`` counts from: the end of programming (the toolkit's convention),
+        or the drift reference ``t0_s`` (aihwkit's convention; ``t0_s`` is added to every time).
+        The fitted model always counts from programming.
     """
     start = _time.perf_counter()
-    frame, source = as_frame(data)
+    frame, source = as_frame(data, time_origin, t0_s)
     fam_list = _family_list(family)
     if state not in ("auto", "levels", "poly"):
         raise ReliabilityError(f"state must be 'auto', 'levels' or 'poly'; got {option('state', state)}.")
@@ -182,6 +187,8 @@ def fit_device(
     x_raw, T, t, n, chip, device_key = rows.x_raw, rows.T, rows.t, rows.n, rows.chip, rows.device_key
     level, centres, times, tidx, group = rows.level, rows.centres, rows.times, rows.tidx, rows.group
     n_devices, lo, hi, cens, notes = rows.n_devices, rows.lo, rows.hi, rows.cens, rows.notes
+    if time_origin == "t0":
+        notes.append(f"time_s counted from t0: {t0_s:g} s added to every read time (the model counts from programming)")
 
     # 1. chip gain
     usable = cens == 0
@@ -257,6 +264,7 @@ def fit_device(
     ok = bool(best.success and best.gof is not None and best.gof.tails_ok) if best.family != "empirical" else True
     # the verdict travels with the model file, so that `reliability device show` repeats it
     model.metadata["fit"]["success"] = ok
+    model.metadata["fit"]["time_origin_of_the_data"] = time_origin
     model.metadata["fit"]["warnings"] = [n for n in notes if n.startswith("WARNING")]
     msg = f"chose {best.name} (BIC {best.bic:.1f})" + ("" if ok else "; tail check failed (see notes)")
     return DeviceFitResult(model, tuple(ranked), best.name, cg, st, dr, n, int(centres.size), tuple(times.tolist()),

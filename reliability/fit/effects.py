@@ -15,6 +15,7 @@ from scipy import optimize, special
 
 from reliability.devices.components import ChipGain, Drift, ReadNoise, StuckAt
 from reliability.devices.state import Constant, Spline
+from reliability.errors import DataValidationError, ReliabilityError, option
 from reliability.fit.mle import standard_errors
 
 __all__ = ["as_frame", "table_rows", "median_mad", "contrast_matrix", "level_index", "estimate_chip_gains", "estimate_stuck", "estimate_drift", "stuck_loglik",
@@ -456,15 +457,29 @@ class Rows:
     notes: list
 
 
-def as_frame(data) -> tuple[pl.DataFrame, str]:
+TIME_ORIGINS = ("programming", "t0")
+
+
+def as_frame(data, time_origin: str = "programming", t0_s: float = 20.0) -> tuple[pl.DataFrame, str]:
     """The validated long-format frame and its source name from a :class:`~reliability.data.MeasurementTable`,
-    a polars DataFrame or a path (read with :func:`~reliability.data.read_measurements`)."""
+    a polars DataFrame or a path (read with :func:`~reliability.data.read_measurements`).
+
+    ``time_origin`` says what the data's ``time_s`` counts from: ``"programming"`` (the toolkit's
+    convention, kept as is) or ``"t0"`` (the drift reference, ``t0_s`` seconds after programming,
+    as aihwkit counts): then ``t0_s`` is added, so the fit and its model count from programming."""
     from reliability.data import MeasurementTable, read_measurements
 
+    if time_origin not in TIME_ORIGINS:
+        raise ReliabilityError(f"{option('time_origin', time_origin)} is not a time origin; use 'programming' (time_s "
+                               f"counts from the end of programming) or 't0' (from the drift reference t0).")
     if isinstance(data, MeasurementTable):
-        return data.frame, data.source
-    t = read_measurements(data)
-    return t.frame, t.source
+        frame, source = data.frame, data.source
+    else:
+        t = read_measurements(data)
+        frame, source = t.frame, t.source
+    if time_origin == "t0":
+        frame = frame.with_columns(pl.col("time_s") + float(t0_s))
+    return frame, source
 
 
 #: A reading is a gross outlier, which no variation family explains, when it exceeds this many times
@@ -495,7 +510,6 @@ def screen_outliers(frame, source: str, drop: bool):
     """``(frame, note)``: ``frame`` without its gross outliers when ``drop``, with a note naming
     them; without ``drop`` a :class:`~reliability.errors.DataValidationError` names them (row,
     value, target) and the two fixes.  Nothing is clipped."""
-    from reliability.errors import DataValidationError, option
 
     bad = gross_outliers(frame)
     if not bad.any():
@@ -517,10 +531,6 @@ def screen_outliers(frame, source: str, drop: bool):
 def table_rows(frame, source: str, censor=None, drop_outliers: bool = False) -> Rows:
     """Arrays of a validated measurement frame (see :mod:`reliability.data.schema`) after the
     gross-outlier screen (:func:`screen_outliers`); errors on fewer than 20 rows."""
-    import polars as pl
-
-    from reliability.errors import ReliabilityError
-
     frame, outlier_note = screen_outliers(frame, source, drop_outliers)
     x_raw = frame["conductance_uS"].to_numpy().astype(float)
     T = frame["target_uS"].to_numpy().astype(float)
@@ -546,6 +556,10 @@ def table_rows(frame, source: str, censor=None, drop_outliers: bool = False) -> 
     if hi is not None:
         cens[x_raw >= hi] = 1
     notes: list[str] = [outlier_note] if outlier_note else []
+    n_targets = int(np.unique(T).size)
+    if n_targets > centres.size:
+        notes.append(f"{n_targets} distinct targets (more than {MAX_DISTINCT_LEVELS}) grouped into {centres.size} levels "
+                     f"of neighbouring targets (quantile bins)")
     if np.any(cens != 0):
         notes.append(f"censored: {int(np.sum(cens < 0))} readings at or below {lo:g} uS, "
                      f"{int(np.sum(cens > 0))} at or above {hi if hi is not None else float('inf'):g} uS")

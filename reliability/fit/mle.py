@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, special
 
 from reliability.devices.families import Family
 
@@ -52,7 +52,8 @@ def level_loglik(fam: Family, data: LevelData, loc: float, scale: float, shape: 
     """Per-observation log-likelihood of one level (bulk family mixed with stuck components)."""
     if not (scale > 0 and np.isfinite(scale)):
         return np.full(data.y.shape, -np.inf)
-    z = (data.y - loc) / scale
+    with np.errstate(over="ignore"):        # a scale near 0 sends far rows to +-inf: log-likelihood -inf
+        z = (data.y - loc) / scale
     ll = np.empty_like(z)
     obs = data.cens == 0
     if np.all(obs):
@@ -77,15 +78,19 @@ def numerical_hessian(f, x, rel_step: float = 1e-4) -> np.ndarray:
     k = x.size
     h = rel_step * np.maximum(np.abs(x), 1.0)
     H = np.empty((k, k))
-    f0 = f(x)
-    for i in range(k):
-        ei = np.zeros(k)
-        ei[i] = h[i]
-        H[i, i] = (f(x + ei) - 2 * f0 + f(x - ei)) / h[i] ** 2
-        for j in range(i + 1, k):
-            ej = np.zeros(k)
-            ej[j] = h[j]
-            H[i, j] = H[j, i] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * h[i] * h[j])
+    # differences of huge values (a likelihood near a degenerate scale) overflow to inf: the
+    # Hessian is then not positive definite and the caller reports no standard error
+    with np.errstate(over="ignore", invalid="ignore"):
+        f0 = f(x)
+        for i in range(k):
+            ei = np.zeros(k)
+            ei[i] = h[i]
+            H[i, i] = (f(x + ei) - 2 * f0 + f(x - ei)) / h[i] ** 2
+            for j in range(i + 1, k):
+                ej = np.zeros(k)
+                ej[j] = h[j]
+                H[i, j] = H[j, i] = ((f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej))
+                                     / (4 * h[i] * h[j]))
     return H
 
 
@@ -112,7 +117,7 @@ def _to_unc(fam: Family, shape: tuple) -> np.ndarray:
 
 
 def _from_unc(fam: Family, u: np.ndarray) -> tuple:
-    return tuple(lo + (hi - lo) / (1 + np.exp(-ui)) for ui, (lo, hi) in zip(u, fam.domains))
+    return tuple(lo + (hi - lo) * special.expit(ui) for ui, (lo, hi) in zip(u, fam.domains))
 
 
 def _robust_center_scale(y: np.ndarray) -> tuple[float, float]:
@@ -172,7 +177,7 @@ def fit_shape_pooled(fam: Family, levels: list[LevelData], max_rows: int = 40000
     se = []
     for i, (lo, hi) in enumerate(fam.domains):
         u = best.x[2 + i]
-        sig = 1 / (1 + np.exp(-u))
+        sig = special.expit(u)
         se.append((hi - lo) * sig * (1 - sig) * se_unc[2 + i])
     return shape, np.array(se)
 

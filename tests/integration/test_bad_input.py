@@ -12,7 +12,7 @@ import pytest
 
 from reliability.cli import main
 from reliability.data.evalset import load_evalset
-from reliability.errors import DataValidationError
+from reliability.errors import DataValidationError, ReliabilityError
 
 WG = "weight-gaussian:sigma=0.05"
 
@@ -398,3 +398,52 @@ def test_a_wide_file_read_as_long_suggests_wide(tmp_path, capsys):
     assert main(["fit", src, "--out", str(out), "--wide", "--unit", "A", "--read-voltage", "0.1",
                  "--family", "normal", "--state", "poly"]) in (0, 3)
     assert out.exists()
+
+
+def test_time_origin_t0_reads_aihwkit_convention_files(tmp_path, capsys):
+    """A file whose time_s counts from the drift reference t0 (aihwkit's convention) fitted with
+    --time-origin t0 gives the model of the same reads counted from programming; fitted as if it
+    counted from programming, its drift is different (the convention matters)."""
+    import polars as pl
+
+    from reliability.data import simulate_campaign, write_measurements
+    from reliability.devices import load_device
+    from reliability.fit import fit_device
+
+    frame = simulate_campaign(load_device("pcm"), [4, 10, 16, 22], [20, 200, 3600, 86400], n_chips=3,
+                              n_devices=80, rng=3)
+    shifted = frame.with_columns(pl.col("time_s") - 20.0)
+    ref = fit_device(frame, family="normal", state="poly")
+    t0 = fit_device(shifted, family="normal", state="poly", time_origin="t0")
+    naive = fit_device(shifted.filter(pl.col("time_s") > 0), family="normal", state="poly")
+    strip = lambda m: {k: v for k, v in m.to_dict().items() if k != "metadata"}  # noqa: E731
+    assert strip(t0.model) == strip(ref.model)
+    assert t0.model.metadata["fit"]["time_origin_of_the_data"] == "t0"
+    assert any("20 s added" in n for n in t0.notes)
+    assert strip(naive.model)["drift"] != strip(ref.model)["drift"]
+    with pytest.raises(ReliabilityError, match="time_origin='t1' is not a time origin"):
+        fit_device(shifted, time_origin="t1")
+    data = write_measurements(shifted, tmp_path / "t0.csv")
+    assert main(["fit", str(data), "--out", str(tmp_path / "m.json"), "--family", "normal", "--state", "poly",
+                 "--time-origin", "t0"]) in (0, 3)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["fit", str(data), "--out", str(tmp_path / "n.json"), "--time-origin", "t1"])
+    assert "--time-origin" in capsys.readouterr().err
+
+
+def test_noise_free_readings_fit_without_numpy_warnings():
+    """Readings at exactly 1.01 x target (no spread at all) drive the scale towards 0: the fit must
+    handle the overflow itself, not leak numpy's RuntimeWarnings."""
+    import warnings
+
+    import polars as pl
+
+    from reliability.fit import fit_device
+
+    T = np.repeat([5.0, 10.0, 15.0, 20.0], 50)
+    frame = pl.DataFrame({"target_uS": T, "conductance_uS": 1.01 * T, "time_s": np.zeros(T.size)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = fit_device(frame)
+    assert res.model is not None

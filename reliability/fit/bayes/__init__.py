@@ -87,6 +87,7 @@ def fit_device_bayes(
     progressbar: bool = False,
     verbose: bool = False,
     drop_outliers: bool = False,
+    time_origin: str = "programming",
 ) -> BayesFitResult:
     """Fit a hierarchical Bayesian device model with NUTS and check its convergence.
 
@@ -129,6 +130,8 @@ def fit_device_bayes(
     drop_outliers : bool
         As :func:`~reliability.fit.fit_device`: gross outliers raise an error naming them, or are
         excluded and named in the notes.
+    time_origin : "programming" or "t0"
+        What the data's ``time_s`` counts from, as for :func:`~reliability.fit.fit_device`.
 
     Returns
     -------
@@ -162,14 +165,14 @@ def fit_device_bayes(
         th.update({k: float(v) for k, v in thresholds.items()})
     if cores is None:
         cores = min(int(chains), 2, os.cpu_count() or 1)
-    frame, source = as_frame(data)
+    frame, source = as_frame(data, time_origin, t0_s)
     prep = _prepare(frame, source, family=family, censor=censor, stuck=stuck, chip_gain=chip_gain,
                     chip_groups=chip_groups, t0_s=t0_s, t_read_s=t_read_s, drop_outliers=drop_outliers)
     t_prep = _time.perf_counter() - start
     settings = {"family": family, "chip_gain": chip_gain, "chip_groups": dict(chip_groups) if chip_groups else None,
                 "stuck": stuck, "censor": list(censor) if censor else None, "t0_s": t0_s, "t_read_s": t_read_s,
                 "scale_degree": scale_degree, "draws": int(draws), "tune": int(tune), "chains": int(chains),
-                "cores": int(cores), "rng": rng if rng is None or isinstance(rng, (int, np.integer)) else type(rng).__name__, "target_accept": float(target_accept), "init": init, "name": name}
+                "cores": int(cores), "time_origin": time_origin, "rng": rng if rng is None or isinstance(rng, (int, np.integer)) else type(rng).__name__, "target_accept": float(target_accept), "init": init, "name": name}
 
     import pymc as pm
 
@@ -196,7 +199,8 @@ def fit_device_bayes(
     notes += [f"note: {t}" for t in tips]
     metadata = {"fit": {"method": "Bayesian hierarchical model (PyMC NUTS, nvcim-reliability.fit.bayes)",
                         "family": family, "n_rows": int(prep.data.x.size), "read_times_s": list(map(float, prep.data.times)),
-                        "t0_s": t0_s, "n_chips": int(prep.data.chips.size), "success": True, "warnings": [],
+                        "t0_s": t0_s, "time_origin_of_the_data": time_origin,
+                        "n_chips": int(prep.data.chips.size), "success": True, "warnings": [],
                         "diagnostics": {k: v for k, v in diag.items() if k != "thresholds"}, "thresholds": th,
                         "priors": PRIORS, "settings": {k: v for k, v in settings.items() if k != "chip_groups"}}}
     post_model, more = _posterior_model(prep, idata, family, name, metadata)

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 from scipy import special
 
+from reliability._json import atomic_output, write_json
 from reliability.devices.components import ChipGain, Drift, ProgrammingVariation, ReadNoise, StuckAt
 from reliability.devices.model import DeviceModel
 from reliability.devices.posterior import PosteriorDeviceModel
@@ -363,15 +364,16 @@ class BayesFitResult:
         if self.model is not None:
             self.model.save(directory / "device.json", overwrite=True, trace=self.idata)
         else:
-            self.idata.to_netcdf(str(directory / "device.trace.nc"))
-        self.posterior_summary.write_parquet(directory / "summary.parquet")
-        self._data.to_npz(directory / "data.npz")
-        from reliability._json import jsonable
-
+            with atomic_output(directory / "device.trace.nc") as tmp:
+                self.idata.to_netcdf(str(tmp))
+        with atomic_output(directory / "summary.parquet") as tmp:
+            self.posterior_summary.write_parquet(tmp)
+        with atomic_output(directory / "data.npz") as tmp:
+            self._data.to_npz(tmp)
         doc = {"format": "nvcim-reliability/bayes-fit-v1", "success": self.success, "message": self.message,
                "notes": list(self.notes), "seconds": self.seconds, "settings": self.settings,
                "diagnostics": self.diagnostics}
-        (directory / "fit.json").write_text(json.dumps(jsonable(doc), indent=2) + "\n")
+        write_json(directory / "fit.json", doc)      # last: a folder with fit.json holds the whole fit
         return directory
 
     @classmethod
