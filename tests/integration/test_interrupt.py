@@ -52,6 +52,7 @@ def test_interrupted_during_the_mode_search_says_nothing_exists(tail_args, tmp_p
     assert not list(tmp_path.glob(".*partial*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_checkpoint", [True, False])
 def test_interrupted_after_the_search_writes_a_valid_partial_json(with_checkpoint, tail_args, tmp_path, monkeypatch,
                                                                   capsys):
@@ -71,6 +72,7 @@ def test_interrupted_after_the_search_writes_a_valid_partial_json(with_checkpoin
         assert "give --checkpoint FILE next time" in err
 
 
+@pytest.mark.slow
 def test_interrupted_simulation_keeps_the_finished_chips(public_case, tmp_path, monkeypatch, capsys):
     from reliability.cim.simulate import ChipSimulator
 
@@ -124,6 +126,7 @@ def test_an_output_is_the_old_file_or_the_whole_new_one(tmp_path):
     assert json.loads(target.read_text()) == {"v": None}
 
 
+@pytest.mark.slow
 def test_an_interrupted_ranking_keeps_finished_candidates_and_resumes(public_case, tmp_path, monkeypatch, capsys):
     """A ranking needs every candidate: Ctrl-C during one writes no ranking (130) and keeps no partial
     estimate, the finished candidates stay in the checkpoint and a second run resumes from them."""

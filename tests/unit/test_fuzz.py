@@ -23,6 +23,9 @@ from hypothesis import strategies as st
 from reliability.data import read_measurements
 from reliability.errors import ReliabilityError
 
+# hundreds of generated files per test: in the full run (.ci/run), not the fast lane
+pytestmark = pytest.mark.slow
+
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
