@@ -3,8 +3,10 @@
 A case is a trained network, its evaluation set, the variation its chips get and a brute-force
 Monte Carlo reference of the per-chip count of correct samples, against which tail estimates are
 checked.  The package carries the public case ``digits_mlp_s05`` (its README, beside the files in
-``reliability/bench/cases/``, says where its reference comes from); the runnable suite itself lives
-in ``benchmarks/`` for now.
+``reliability/bench/cases/``, says where its reference comes from), and the exact cases of
+:mod:`reliability.bench.exact` (linear limit states and series systems in 10^3 to 10^5
+dimensions, probabilities 1e-3 to 1e-7 in closed form), generated on demand by name.  The runnable
+suite itself lives in ``benchmarks/`` for now.
 
 >>> from reliability.bench import load_case
 >>> case = load_case("digits_mlp_s05")
@@ -22,9 +24,10 @@ import numpy as np
 
 from reliability.cim import load_onnx
 from reliability.cim.graph import Network
+from reliability.bench.exact import EXACT_CASES, ExactCase, exact_case
 from reliability.errors import DataValidationError, ReliabilityError
 
-__all__ = ["Case", "available_cases", "load_case", "CASES_DIR"]
+__all__ = ["Case", "ExactCase", "available_cases", "load_case", "exact_case", "CASES_DIR", "EXACT_CASES"]
 
 #: Folder holding one sub-folder per shipped case.
 CASES_DIR = Path(__file__).resolve().parent / "cases"
@@ -100,13 +103,14 @@ class Case:
 
 
 def available_cases() -> tuple[str, ...]:
-    """Names of the cases shipped with the package, sorted."""
-    if not CASES_DIR.is_dir():
-        return ()
-    return tuple(sorted(p.name for p in CASES_DIR.iterdir() if (p / "case.json").is_file()))
+    """Names of the cases shipped with the package (folders with a brute-force reference, then the
+    exact cases), each sorted."""
+    folders = (tuple(sorted(p.name for p in CASES_DIR.iterdir() if (p / "case.json").is_file()))
+               if CASES_DIR.is_dir() else ())
+    return folders + tuple(sorted(EXACT_CASES))
 
 
-def load_case(name) -> Case:
+def load_case(name) -> Case | ExactCase:
     """Load a benchmark case: a shipped one by name, or any case folder in the same format by path.
 
     Parameters
@@ -117,8 +121,9 @@ def load_case(name) -> Case:
 
     Returns
     -------
-    Case
-        The network, evaluation set, variation and brute-force reference.
+    Case or ExactCase
+        The network, evaluation set, variation and the reference (brute force, or closed form for
+        the exact cases); both answer ``reference_probability(count)``.
 
     Raises
     ------
@@ -127,6 +132,9 @@ def load_case(name) -> Case:
     DataValidationError
         A file of the case is missing or inconsistent (a broken installation).
     """
+    if isinstance(name, str) and name in EXACT_CASES:
+        dim, probabilities = EXACT_CASES[name]
+        return exact_case(dim, probabilities, name=name)
     names = available_cases()
     if isinstance(name, (str, Path)) and str(name) not in names and Path(name).is_dir():
         folder = Path(name)
