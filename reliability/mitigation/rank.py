@@ -394,7 +394,7 @@ def rank(network, x, y, variation, mitigations, *, metric="quantile:1e-4", budge
                 raise type(exc)(f"candidate {name!r}: {exc}") from None
             except KeyboardInterrupt:
                 # a ranking needs every candidate: a partial estimate of one is not kept or ranked
-                kept = sum(1 for c in saved.values()) if ck is not None else 0
+                kept = len(saved) if ck is not None else 0
                 raise InterruptedEarly(
                     f"while evaluating candidate {name!r} ({ci + 1} of {len(cands)}); "
                     + (f"{kept} finished candidate(s) are kept in {ck}: run again to resume from them"
