@@ -53,7 +53,9 @@ def _cases(built: bool, only=None, deep: bool = False):
 
 def mc_evals_for_20pct(p: float) -> float:
     """Plain Monte Carlo's chips for 20 % relative error at probability ``p`` (binomial variance)."""
-    return (1 - p) / (0.04 * p)
+    from reliability.bench.metrics import mc_evaluations
+
+    return mc_evaluations(p, 0.2)
 
 
 def reference_check(estimates, intervals, p: float, ref_in_event: float, budget: float = 20000.0) -> dict:
@@ -67,12 +69,9 @@ def reference_check(estimates, intervals, p: float, ref_in_event: float, budget:
     ref_se = float(np.sqrt((1 - p) / ref_in_event)) if ref_in_event > 0 else float("inf")
     rel_sd = float(np.std(ratio, ddof=1)) if R > 1 else float("nan")
     mean_se = rel_sd / np.sqrt(R)
-    lo, hi = (np.array([iv[j] for iv in intervals], dtype=float) for j in (0, 1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # each interval's log-scale standard error and centre (the intervals are log-normal)
-        s = np.where((lo > 0) & (hi > lo), np.log(hi / lo) / (2 * 1.96), np.inf)
-        centre = np.where(lo > 0, 0.5 * np.log(lo * hi), np.log(np.maximum(hi, 1e-300)))
-    cover = int(np.sum(np.abs(centre - np.log(p)) <= 1.96 * np.sqrt(s ** 2 + ref_se ** 2)))
+    from reliability.bench.metrics import interval_holds
+
+    cover = int(interval_holds(intervals, p, ref_se).sum())
     mc = mc_evals_for_20pct(p)
     return {"ref_chips_in_event": int(ref_in_event), "ref_rel_se": ref_se, "mean_ratio": float(ratio.mean()),
             "mean_ratio_se": float(mean_se), "rel_sd": rel_sd,

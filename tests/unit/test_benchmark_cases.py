@@ -210,3 +210,66 @@ def test_the_hybrid_estimator_on_exact_cases(name):
     e = res.estimates[0]
     truth = c.reference_probability(m - 1)[0]
     assert e.reliable and 1 / 1.2 < e.probability / truth < 1.2 and e.ci95[0] <= truth <= e.ci95[1], e
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def _lognormal_runs(R, p, s, bias=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    est = p * bias * np.exp(s * rng.standard_normal(R) - s * s / 2)
+    iv = [(e * np.exp(-1.959964 * s), e * np.exp(1.959964 * s)) for e in est]
+    return est, est * s, iv
+
+
+def test_run_metrics_of_a_calibrated_estimator():
+    """4,000 runs, unbiased, log-normal with 10 % spread and honest intervals: coverage at both
+    levels within 1.5 points of nominal, standard errors as reported, half the runs below."""
+    from reliability.bench.metrics import run_metrics
+
+    p = 1e-5
+    est, se, iv = _lognormal_runs(4000, p, 0.1)
+    m = run_metrics(est, se, iv, [20_000] * 4000, p)
+    assert abs(m["coverage_95"] - 0.95) < 0.015 and abs(m["coverage_90"] - 0.90) < 0.015
+    assert abs(m["relative_bias"]) < 3 * m["relative_bias_se"]
+    assert 0.95 < m["se_ratio"] < 1.05 and 0.45 < m["under_estimation_rate"] < 0.55
+    assert m["relative_rmse"] == pytest.approx(0.1, rel=0.05)
+    # plain Monte Carlo would need (1 - p) / (0.1^2 p) chips for the same 10 % at p = 1e-5
+    assert m["gain_over_mc"] == pytest.approx((1 - p) / (p * 20_000 * m["relative_rmse"] ** 2), rel=1e-9)
+    assert m["evaluations_for_target"] == pytest.approx(20_000 * (m["relative_rmse"] / 0.1) ** 2)
+    assert m["failures"] == 0 and m["failure_rate"] == 0
+
+
+def test_plain_monte_carlo_has_gain_one():
+    """Binomial estimates (N = 10^6 chips, p = 1e-4), 4,000 runs: the gain from the exact Bernoulli
+    variance is 1 within its sampling error (about 2.2 %)."""
+    from reliability.bench.metrics import run_metrics
+
+    p, N, R = 1e-4, 1_000_000, 4000
+    est = np.random.default_rng(3).binomial(N, p, R) / N
+    s = np.sqrt((1 - p) / (N * p))
+    iv = [(e * np.exp(-1.96 * s), e * np.exp(1.96 * s)) for e in est]
+    m = run_metrics(est, est * s, iv, [N] * R, p)
+    assert m["gain_over_mc"] == pytest.approx(1.0, abs=0.08)
+
+
+def test_run_metrics_catch_bias_and_count_the_reference_error():
+    from reliability.bench.metrics import run_metrics
+
+    p = 1e-4
+    est, se, iv = _lognormal_runs(48, p, 0.02, bias=0.8, seed=1)
+    m = run_metrics(est, se, iv, [20_000] * 48, p, failures=2)
+    assert m["coverage_95"] == 0 and m["under_estimation_rate"] == 1 and m["relative_bias"] < -0.15
+    assert m["failure_rate"] == pytest.approx(2 / 50)
+    # runs 10 % low against a reference that is itself good to 10 % only: held once its error counts
+    est, se, iv = _lognormal_runs(40, p, 0.03, bias=0.9, seed=2)
+    assert run_metrics(est, se, iv, [1] * 40, p)["coverage_95"] < 0.25
+    assert run_metrics(est, se, iv, [1] * 40, p, reference_se=0.1 * p)["coverage_95"] == 1.0
+
+
+def test_run_metrics_arguments_are_checked():
+    from reliability.bench.metrics import run_metrics
+
+    with pytest.raises(ReliabilityError, match="one entry per run"):
+        run_metrics([1e-3, 2e-3], [1e-4], [(1e-3, 2e-3)] * 2, [10, 10], 1e-3)
+    with pytest.raises(ReliabilityError, match="positive probability"):
+        run_metrics([], [], [], [], 0.0)
+    assert run_metrics([], [], [], [], 1e-3, failures=3)["failure_rate"] == 1.0
