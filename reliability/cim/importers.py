@@ -185,7 +185,7 @@ def load_onnx(model) -> Network:
             continue
         try:
             schema = onnx.defs.get_schema(node.op_type, opset)
-        except Exception:
+        except onnx.defs.SchemaError:
             continue
         extra = sorted(a.name for a in node.attribute if a.name not in schema.attributes)
         if extra:

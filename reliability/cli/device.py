@@ -56,9 +56,9 @@ def run_presets(args) -> int:
 
 def run_sample(args) -> int:
     """Draw ``-n`` conductances of devices programmed to ``--target`` and write them to ``--npy``."""
-    from reliability._json import atomic_output
     import numpy as np
 
+    from reliability._json import atomic_output
     from reliability.devices import load_device
 
     out = refuse_overwrite(args.npy, "--npy", args.force, suffix=".npy")

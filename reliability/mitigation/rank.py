@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from reliability._json import atomic_output
 from reliability.cim.spec import parse_variation
 from reliability.errors import InterruptedEarly, ModelSpecError, ReliabilityError
 from reliability.mitigation.catalogue import Context, Design, Mitigation, parse_mitigation
@@ -403,9 +404,9 @@ def rank(network, x, y, variation, mitigations, *, metric="quantile:1e-4", budge
             total_evals += r.evaluations
             if ck is not None and metric.kind != "mean":
                 saved[fp] = r.to_dict()
-                tmp = ck.with_suffix(ck.suffix + ".tmp")
-                tmp.write_text(json.dumps({"schema": "nvcim-reliability/rank-checkpoint", "candidates": saved}, indent=1))
-                tmp.replace(ck)
+                with atomic_output(ck) as tmp:
+                    tmp.write_text(json.dumps({"schema": "nvcim-reliability/rank-checkpoint", "candidates": saved},
+                                              indent=1))
         designs.append(design)
         sims.append(sim)
         rob.append(r)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import zipfile
-from pathlib import Path
 
 import numpy as np
 
+from reliability._json import atomic_output
 from reliability.errors import ReliabilityError
 
 __all__ = ["fingerprint", "open_checkpoint", "read_checkpoint_meta", "write_checkpoint"]
@@ -53,10 +52,8 @@ def settings(obj, depth: int = 2):
 def write_checkpoint(path, meta: dict, arrays: dict) -> None:
     """Write ``meta`` (JSON) and ``arrays`` to the ``.npz`` file ``path`` atomically: an interrupted
     write never leaves a broken checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:      # a file object: numpy adds no suffix
+        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
 
 @contextlib.contextmanager
