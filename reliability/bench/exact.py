@@ -23,6 +23,7 @@ coordinates play no part, as in a network where few weights decide a sample).  W
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -36,6 +37,9 @@ __all__ = ["ExactCase", "exact_case", "EXACT_CASES", "poisson_binomial"]
 
 #: default relative weight noise of the exact cases
 SIGMA = 0.1
+
+#: version of the construction below; part of every exact case's :attr:`ExactCase.version`
+GENERATOR_VERSION = 1
 
 
 def poisson_binomial(p_fail) -> np.ndarray:
@@ -80,6 +84,25 @@ class ExactCase:
     def dim(self) -> int:
         """Dimension of a chip's latent vector (the number of weights)."""
         return int(2 * self.X.shape[1])
+
+    @property
+    def events(self) -> tuple[int, ...]:
+        """The suite's event: ``n_correct <= m - 1``, some region fails (the linear limit state's
+        only one)."""
+        return (self.n_samples - 1,)
+
+    @property
+    def version(self) -> str:
+        """Digest of the construction: generator version, dimension, variation and betas."""
+        h = hashlib.sha256(f"exact-v{GENERATOR_VERSION}:{self.dim}:{self.variation}:".encode())
+        h.update(np.ascontiguousarray(self.betas, dtype=np.float64).tobytes())
+        return h.hexdigest()[:12]
+
+    @property
+    def provenance(self) -> dict:
+        """How the reference is known: in closed form."""
+        return {"method": "closed form (Poisson-binomial of independent linear limit states)",
+                "generator": f"reliability.bench.exact v{GENERATOR_VERSION}"}
 
     def reference_probability(self, count: int) -> tuple[float, float]:
         """``P(count correct <= count)`` in closed form, and its standard error (0: exact).  The same

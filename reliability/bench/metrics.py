@@ -55,7 +55,8 @@ def run_metrics(estimates, std_errors, intervals, evaluations, reference: float,
     Parameters
     ----------
     estimates, std_errors : sequences of float
-        Each successful run's probability and its reported standard error.
+        Each successful run's probability and its reported standard error (NaN where the estimator
+        could give none; left out of ``se_ratio``).
     intervals : sequence of (lo, hi)
         Each run's 95 % interval.
     evaluations : sequence of int
@@ -102,7 +103,7 @@ def run_metrics(estimates, std_errors, intervals, evaluations, reference: float,
         "relative_bias": float(rel_err.mean()),
         "relative_bias_se": float(np.std(ratio, ddof=1) / math.sqrt(R)) if R > 1 else float("nan"),
         "relative_rmse": rel_rmse,
-        "se_ratio": float(se.mean() / sd) if R > 1 and sd > 0 else float("nan"),
+        "se_ratio": float(np.nanmean(se) / sd) if R > 1 and sd > 0 and np.any(np.isfinite(se)) else float("nan"),
         "coverage_90": float(interval_holds(intervals, reference, ref_rel, 0.90).mean()),
         "coverage_95": float(interval_holds(intervals, reference, ref_rel, 0.95).mean()),
         "under_estimation_rate": float(np.mean(x < reference)),

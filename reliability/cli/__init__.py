@@ -1,6 +1,7 @@
 """The ``reliability`` command: thin argument parsing over the library, then printing.
 
-One module per command (``demo``, ``fit``, ``simulate``, ``tail``, ``worstcase``, ``rank``, ``finetune``, ``device``), each
+One module per command (``demo``, ``fit``, ``simulate``, ``tail``, ``worstcase``, ``rank``, ``finetune``, ``device``,
+``bench``), each
 with ``add_parser(subparsers)`` and ``run(args) -> int``; what they share (tables, the progress line,
 the overwrite guard, error messages) is in :mod:`reliability.cli._output`.  Building the parser
 imports no numerics: each command imports the library when it runs.
@@ -13,12 +14,12 @@ import sys
 import warnings
 
 from reliability import __version__
-from reliability.cli import demo, device, finetune, fit, rank, simulate, tail, worstcase
+from reliability.cli import bench, demo, device, finetune, fit, rank, simulate, tail, worstcase
 from reliability.cli._output import print_error
 from reliability.errors import ReliabilityError, speaking_cli
 
 #: The commands in the order ``reliability --help`` lists them.
-COMMANDS = (demo, fit, simulate, tail, worstcase, rank, finetune, device)
+COMMANDS = (demo, fit, simulate, tail, worstcase, rank, finetune, device, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from reliability import streams
-from reliability.cim.latent import soft_count_gradient
-from reliability.cim.graph import margin
 from reliability.errors import ReliabilityError
 from reliability.sampling.protocol import EstimatorRun, TailProblem
 from reliability.sampling.results import TailEstimate
@@ -101,9 +99,7 @@ class MeanShiftImportanceSampling:
     def design_point(self, scorer, latent, k: int, T: float):
         z = [np.zeros((1,) + s, dtype=np.float64) for _, _, s in latent.blocks]
         for _ in range(self.iterations):
-            g, gr = soft_count_gradient(scorer.sim, latent, scorer.x, scorer.y,
-                                        [b.astype(latent.dtype) for b in z], k, T)
-            scorer.evaluations += 1
+            g, gr = scorer.gradient([b.astype(latent.dtype) for b in z], k, T)
             gg = sum(float(np.sum(v * v)) for v in gr)
             if gg <= 0:
                 break
@@ -126,7 +122,7 @@ class MeanShiftImportanceSampling:
         seed = streams.as_seed(rng)
         scorer = problem.scorer
         out = self.simulate(scorer, problem.latent, list(problem.count_thresholds), int(budget), seed)
-        hidden = len(scorer.sim.network.analog_layers) > 1
+        hidden = scorer.analog_layers > 1
         estimates = []
         for a, k in zip(problem.below, problem.count_thresholds):
             e = self.estimate(out.logw, out.counts, k)
@@ -157,9 +153,7 @@ class MeanShiftImportanceSampling:
         # tie-breaker scale and temperature from a small pilot at the nominal law
         pilot = min(100, budget // 20)
         z0 = latent.stack([latent.draw_chip(seed, i) for i in range(pilot)])
-        W0 = latent.weights(z0)
-        mg0 = margin(scorer.sim.forward_weights(scorer.x, W0), scorer.y)
-        scorer.evaluations += pilot
+        _, mg0 = getattr(scorer, "local", scorer).sample_margins(z0)
         # temperature: the typical chip-to-chip spread of one sample's margin
         T = self.temperature or float(max(np.median(np.std(mg0, axis=0)), 1e-3))
         kmin = min(count_thresholds)

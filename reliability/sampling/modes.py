@@ -13,7 +13,6 @@ from scipy import stats
 
 from reliability import streams
 from reliability.errors import InterruptedEarly
-from reliability.cim.latent import soft_count_gradient
 
 __all__ = ["Modes", "find_modes", "flatten", "gradient_sees_all"]
 
@@ -43,8 +42,7 @@ def _hlrf(scorer, latent, start, k, T, iterations, known, stop_cos=0.95):
     z = [b.astype(np.float64) for b in start]
     g = float("nan")
     for it in range(iterations):
-        g, gr = soft_count_gradient(scorer.sim, latent, scorer.x, scorer.y, [b.astype(latent.dtype) for b in z], k, T)
-        scorer.evaluations += 1
+        g, gr = scorer.gradient([b.astype(latent.dtype) for b in z], k, T)
         gg = sum(float(np.sum(v * v)) for v in gr)
         if not gg > 0:
             return None, g

@@ -68,6 +68,15 @@ class DaskScorer:
     def set_scale(self, margins):
         self.local.set_scale(margins)
 
+    # design-point gradients and per-sample margins run on the driver, counted there
+    def gradient(self, z, k, T):
+        return self.local.gradient(z, k, T)
+
+    def sample_margins(self, z):
+        return self.local.sample_margins(z)
+
+    analog_layers = property(lambda self: self.local.analog_layers)
+
     def combine(self, counts, mm):
         return self.local.combine(counts, mm)
 

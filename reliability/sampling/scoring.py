@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from reliability.cim.graph import margin
+from reliability.cim.latent import soft_count_gradient
 
 __all__ = ["ChipScorer"]
 
@@ -18,7 +19,9 @@ __all__ = ["ChipScorer"]
 class ChipScorer:
     """Scores chips given as latent vectors (see :class:`reliability.cim.latent.LatentChips`).
 
-    Counts every chip it evaluates in :attr:`evaluations`.
+    Counts every chip it evaluates in :attr:`evaluations`, a design-point gradient as one chip
+    (:meth:`gradient`; those are also counted in :attr:`gradients`).  Estimators evaluate chips only
+    through these methods, so the counter is the cost of a run.
     """
 
     def __init__(self, simulator, latent, x, y, chunk: int | None = None):
@@ -30,6 +33,7 @@ class ChipScorer:
         self.tau = 1.0
         self.centre = 0.0
         self.evaluations = 0
+        self.gradients = 0
         simulator.ensure_calibrated(self.x)
         self.chunk = int(chunk or max(1, simulator.chips_per_chunk(self.x, 256)))
 
@@ -62,6 +66,19 @@ class ChipScorer:
             out[s0:s0 + len(cnt)] = mg
         self.evaluations += S
         return counts, out
+
+    def gradient(self, z: list[np.ndarray], k: int, T: float) -> tuple[float, list[np.ndarray]]:
+        """The soft count's distance to the event ``n_correct <= k`` and its gradient at one chip
+        (:func:`reliability.cim.latent.soft_count_gradient`, temperature ``T``); one evaluation."""
+        out = soft_count_gradient(self.sim, self.latent, self.x, self.y, z, k, T)
+        self.evaluations += 1
+        self.gradients += 1
+        return out
+
+    @property
+    def analog_layers(self) -> int:
+        """Number of the network's analog (crossbar) layers."""
+        return len(self.sim.network.analog_layers)
 
     def score(self, z: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``(score, n_correct)`` of each chip in ``z``."""

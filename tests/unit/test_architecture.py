@@ -27,7 +27,7 @@ LAYERS = {
     "cim": {"devices"},
     "sampling": {"cim", "devices"},
     "worstcase": {"cim", "devices"},
-    "bench": {"cim", "devices", "data"},
+    "bench": {"cim", "devices", "data", "sampling"},
     "report": {"data", "devices", "fit", "cim", "sampling", "worstcase"},
     "mitigation": {"devices", "cim", "sampling", "worstcase"},
     "demo": {"data", "devices", "fit", "cim", "sampling", "worstcase"},
