@@ -357,11 +357,164 @@ def _digits_cnn(epochs: int, minibatch: int, lr: float, init_seed: int, train_se
     return proto, Xev.astype(np.float32), yev.astype(np.int64)
 
 
+@dataclass(frozen=True)
+class SimulatedCase:
+    """A case whose reference comes from the toolkit's own simulator (plain Monte Carlo,
+    ``ChipSimulator.evaluate``, chip ``i`` keyed by ``(seed, i)``): the variation models an
+    independent numpy implementation would have to re-derive (drift, read noise, stuck devices), and
+    networks too costly to write out by hand.  Parts are ranges of chip indices, cached like
+    :class:`BuiltCase`'s."""
+
+    name: str
+    chips: int
+    part: int
+    #: ``"pcm-1day"``: the public case's MLP on the PCM preset read a day after programming;
+    #: ``"fmnist-lenet5"``: a LeNet-5 trained on Fashion-MNIST, weight-gaussian sigma
+    kind: str
+    sigma: float = 0.0
+    n_eval: int = 200
+    seed: int = 12345
+
+    @property
+    def parts(self) -> int:
+        return -(-self.chips // self.part)
+
+    def model(self):
+        """``(onnx.ModelProto or None, Network, X, y)``."""
+        from reliability.cim import load_onnx
+
+        if self.kind == "pcm-1day":
+            from reliability.bench import load_case
+
+            pub = load_case("digits_mlp_s05")
+            return None, pub.network, np.asarray(pub.X), np.asarray(pub.y)
+        proto, X, y = _fmnist_lenet5(self.n_eval)
+        return proto, load_onnx(proto), X, y
+
+    @property
+    def variation(self):
+        from reliability.cim.spec import ChipSpec
+
+        if self.kind == "pcm-1day":
+            return ChipSpec(device="pcm", time_s=86400.0)
+        return ChipSpec(device=f"weight-gaussian:sigma={self.sigma}")
+
+    def digest(self) -> str:
+        _, net, X, y = self.model()
+        return _digest(X, y, [np.asarray(layer.weight) for layer in net.analog_layers])
+
+    def _part_path(self, k: int) -> Path:
+        return CACHE / f"{self.name}-sim-part{k}.npz"
+
+    def reference_part(self, k: int, progress: bool = True) -> np.ndarray:
+        from reliability.cim import ChipSimulator
+
+        path = self._part_path(k)
+        if path.exists():
+            z = np.load(path)
+            if str(z["digest"]) != self.digest():
+                raise RuntimeError(f"{path} was computed for another network; delete it to recompute.")
+            return z["hist"]
+        _, net, X, y = self.model()
+        lo, hi = k * self.part, min(self.chips, (k + 1) * self.part)
+        t0 = time.perf_counter()
+        res = ChipSimulator(net, self.variation).evaluate(X, y, chips=np.arange(lo, hi), rng=self.seed)
+        hist = np.bincount(res.n_correct, minlength=len(y) + 1).astype(np.int64)
+        if progress:
+            print(f"  {self.name} part {k}: {hi - lo:,} chips in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        CACHE.mkdir(exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, hist=hist, chips=hi - lo, part=k, digest=self.digest())
+        tmp.replace(path)
+        return hist
+
+    def reference(self, progress: bool = True, jobs: int = 1) -> np.ndarray:
+        missing = [k for k in range(self.parts) if not self._part_path(k).exists()]
+        if jobs > 1 and len(missing) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(jobs) as ex:
+                list(ex.map(_compute_part, [(self, k) for k in missing]))
+        return sum(self.reference_part(k, progress) for k in range(self.parts))
+
+
+@functools.cache
+def _fmnist_lenet5(n_eval: int):
+    """LeNet-5 (``models.lenet5``) trained by ``models.train_adam`` on the first 10,000 Fashion-MNIST
+    training images (3 epochs, minibatches of 64, learning rate 2e-3, pixels in [0, 1]); evaluated
+    on the first ``n_eval`` test images."""
+    from threadpoolctl import threadpool_limits
+
+    from models import lenet5, train_adam
+    from reliability.data.evalset import fashion_mnist
+
+    Xtr, ytr = fashion_mnist("train")
+    Xte, yte = fashion_mnist("test")
+    Xtr = Xtr[:10_000].reshape(-1, 1, 28, 28).astype(np.float32)
+    with threadpool_limits(1):
+        proto = train_adam(lenet5(0), Xtr, ytr[:10_000].astype(np.int64), 3, 64, 2e-3, 0, ("C1", "C2", "F1", "F2", "F3"))
+    return proto, Xte[:n_eval].reshape(-1, 1, 28, 28).astype(np.float32), yte[:n_eval].astype(np.int64)
+
+
+def export(case, dest: Path, parts: int | None = None) -> Path:
+    """Write ``case`` as a shipped case folder (``reliability/bench/cases/<name>/``): the network as
+    ONNX, the evaluation set, the reference histogram of its first ``parts`` parts (default all that
+    are cached) and ``case.json`` with the events and the reference's provenance."""
+    from reliability.bench import default_events
+    from reliability.cim import save_onnx
+
+    n_parts = parts if parts is not None else sum(1 for k in range(case.parts) if case._part_path(k).exists())
+    if n_parts < 1:
+        raise RuntimeError(f"{case.name}: no reference part is cached; build it first (python benchmarks/cases.py).")
+    hist = sum(case.reference_part(k, progress=False) for k in range(n_parts))
+    folder = Path(dest) / case.name
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(case, SimulatedCase):
+        proto, net, X, y = case.model()
+        chip = case.variation.to_dict()
+        var = {"chip": chip}
+        method = "plain Monte Carlo with the toolkit's simulator (ChipSimulator.evaluate), chip i keyed by (seed, i)"
+    else:
+        net, X, y = case.network()
+        proto = case.model()[0] if isinstance(case, CNNCase) else None
+        var = {"variation": "weight-gaussian", "sigma": case.sigma}
+        method = ("plain Monte Carlo with an independent numpy implementation (benchmarks/cases.py), float32, "
+                  "numpy PCG64 normals")
+    if proto is not None:
+        (folder / "model.onnx").write_bytes(proto.SerializeToString())
+    else:
+        save_onnx(net, folder / "model.onnx", overwrite=True)
+    np.savez_compressed(folder / "data.npz", X=np.asarray(X, np.float32), y=np.asarray(y, np.int64))
+    np.save(folder / "reference_hist.npy", np.asarray(hist, np.int64))
+    logits = net.forward(np.asarray(X, np.float32))
+    clean = float(np.mean(np.argmax(logits, axis=-1) == y))
+    events = list(default_events(hist))
+    chips = int(hist.sum())
+    meta = {**var, "clean_accuracy": clean, "n_eval": int(len(y)), "events": events,
+            "reference": {"chips": chips, "seed": case.seed, "parts": n_parts, "method": method,
+                          "network_sha256": case.digest(), "generator": "benchmarks/cases.py",
+                          "rebuild": f"python benchmarks/cases.py --case {case.name} --export"}}
+    (folder / "case.json").write_text(json.dumps(meta, indent=1) + "\n")
+    cdf = np.cumsum(hist) / chips
+    lines = [f"# Benchmark case `{case.name}`", "",
+             f"Built by `benchmarks/cases.py` ({type(case).__name__}); load it with "
+             f"`reliability.bench.load_case({case.name!r})`.", "",
+             f"- variation: {json.dumps(var)[:300]}",
+             f"- clean accuracy {clean:.4f} on {len(y)} evaluation samples",
+             f"- reference: {chips:,} chips ({n_parts} part(s), seed {case.seed}); {method}",
+             "- events (count c of n_correct <= c, reference probability, chips in the event): "
+             + "; ".join(f"{c}: {cdf[c]:.3g} ({int(np.cumsum(hist)[c])})" for c in events), ""]
+    (folder / "README.md").write_text("\n".join(lines))
+    return folder
+
+
 CASES = (
     MLPCase("digits_mlp16_s10", 0.10, 40_000_000, hidden=(16,)),
     MLPCase("digits_mlp48x24_s07", 0.07, 36_000_000, hidden=(48, 24)),
     CNNCase("digits_cnn_s05", 0.05, 2_000_000),
     MLPCase("fmnist_mlp32_s03", 0.03, 5_000_000, part=1_000_000, hidden=(32,), data="fashion-mnist", max_iter=60),
+    SimulatedCase("digits_mlp_pcm_1day", 2_000_000, 250_000, "pcm-1day", n_eval=597),
+    SimulatedCase("fmnist_lenet5_s05", 60_000, 20_000, "fmnist-lenet5", sigma=0.05, n_eval=200),
 )
 
 
@@ -382,7 +535,24 @@ def thresholds(hist: np.ndarray, probs=(1e-3, 1e-4, 1e-5)) -> list[tuple[int, fl
 
 
 if __name__ == "__main__":
-    jobs = int(sys.argv[sys.argv.index("--jobs") + 1]) if "--jobs" in sys.argv else 1
+    import argparse
+
+    ap = argparse.ArgumentParser(description="build the cases' brute-force references (parts cached in "
+                                 "benchmarks/.cache) and export them as shipped case folders")
+    ap.add_argument("--case", action="append", help="only this case (repeatable)")
+    ap.add_argument("--jobs", type=int, default=1, help="parts computed in parallel processes")
+    ap.add_argument("--parts", type=int, help="build (and export) only the first N parts of each reference")
+    ap.add_argument("--export", action="store_true", help="write reliability/bench/cases/<name>/ from the cached parts")
+    a = ap.parse_args()
+    dest = Path(__file__).resolve().parents[1] / "reliability" / "bench" / "cases"
     for case in CASES:
-        h = case.reference(jobs=jobs)
-        print(case.name, "clean-ish mode", int(np.argmax(h)), thresholds(h))
+        if a.case and case.name not in a.case:
+            continue
+        if a.parts:
+            for k in range(min(a.parts, case.parts)):
+                case.reference_part(k)
+        else:
+            h = case.reference(jobs=a.jobs)
+            print(case.name, "clean-ish mode", int(np.argmax(h)), thresholds(h))
+        if a.export:
+            print("exported", export(case, dest, a.parts))

@@ -22,7 +22,7 @@ SETUP_COMMANDS = [
     "pip install -e '.[test]' && python -m pytest -q",
 ]
 PAGES = ["install", "tour", "cli", "architecture", "device-model", "fitting", "bayesian-fit", "core",
-         "tail-estimation", "worst-case", "mitigation", "results", "api"]
+         "tail-estimation", "worst-case", "mitigation", "benchmark-suite", "results", "api"]
 
 # a number as written on the page: 1,990  0.063  1.44e-05  1e-4 (a sign is not part of it)
 NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")

@@ -16,7 +16,7 @@ import numpy as np
 from reliability.bench.metrics import run_metrics
 from reliability.errors import DataValidationError
 
-__all__ = ["summarize", "formatted", "to_markdown", "to_html", "COLUMNS"]
+__all__ = ["summarize", "formatted", "to_markdown", "to_html", "COLUMNS", "COMPACT"]
 
 #: (key, header, format) of the table's columns
 COLUMNS = (
@@ -38,6 +38,10 @@ COLUMNS = (
     ("gain_over_mc", "gain vs MC", "{:.3g}"),
     ("seconds", "s / run", "{:.1f}"),
 )
+
+#: the columns of a compact table (the README's)
+COMPACT = ("case", "event", "reference", "estimator", "runs_text", "relative_bias", "relative_rmse", "se_ratio",
+           "coverage_95", "flagged_rate", "gain_over_mc", "seconds")
 
 
 def summarize(records, target_rel_error: float = 0.1) -> list[dict]:
