@@ -16,7 +16,8 @@ import numpy as np
 from reliability.bench.metrics import run_metrics
 from reliability.errors import DataValidationError
 
-__all__ = ["summarize", "formatted", "to_markdown", "to_html", "COLUMNS", "COMPACT"]
+__all__ = ["summarize", "budget_for_target", "formatted", "to_markdown", "to_html", "COLUMNS", "COMPACT",
+           "TARGET_COLUMNS"]
 
 #: (key, header, format) of the table's columns
 COLUMNS = (
@@ -85,6 +86,49 @@ def summarize(records, target_rel_error: float = 0.1) -> list[dict]:
     return rows
 
 
+#: the columns of :func:`budget_for_target`'s rows
+TARGET_COLUMNS = (
+    ("case", "case", "{}"),
+    ("event", "event", "{}"),
+    ("reference", "reference p", "{:.3g}"),
+    ("estimator", "estimator", "{}"),
+    ("ladder", "rel. RMSE at each budget", "{}"),
+    ("measured", "first budget within target", "{}"),
+    ("extrapolated", "extrapolated evals", "{:,.0f}"),
+    ("mc_evaluations_for_target", "plain MC evals", "{:,.0f}"),
+)
+
+
+def budget_for_target(rows, target_rel_error: float = 0.1) -> list[dict]:
+    """The second mode of the suite: the evaluations an estimator needs for a relative RMSE of
+    ``target_rel_error``, per case, estimator and event, from the rows of :func:`summarize` at
+    several budgets (``reliability bench run --budget B1 --budget B2 ...``).
+
+    ``measured`` is the smallest budget run whose relative RMSE is within the target, without a
+    failed run (``"none of the budgets"`` otherwise); ``extrapolated`` is ``N (RMSE / target)^2`` at
+    the largest budget (RMSE ~ 1/sqrt(N)); ``mc_evaluations_for_target`` plain Monte Carlo's, from
+    the Bernoulli variance."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["case"], r["estimator"], r["count"])].append(r)
+    out = []
+    for (_, _, _), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["budget"])
+        ok = [r for r in rs if r.get("relative_rmse") is not None and r["failures"] == 0
+              and r["relative_rmse"] <= target_rel_error]
+        last = rs[-1]
+        rmse = last.get("relative_rmse")
+        out.append({"case": last["case"], "event": last["event"], "count": last["count"],
+                    "reference": last["reference"], "estimator": last["estimator"],
+                    "ladder": "; ".join(f"{r['budget']:,}: " + (f"{r['relative_rmse']:.1%}" if r.get("relative_rmse")
+                                                                 is not None else "-") for r in rs),
+                    "measured": f"{ok[0]['budget']:,}" if ok else "none of the budgets",
+                    "extrapolated": (last["mean_evaluations"] * (rmse / target_rel_error) ** 2
+                                     if rmse is not None else None),
+                    "mc_evaluations_for_target": (1 - last["reference"]) / (target_rel_error ** 2 * last["reference"])})
+    return out
+
+
 def _cell(row: dict, key: str, fmt: str) -> str:
     v = row.get(key)
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
@@ -92,22 +136,22 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     return fmt.format(v)
 
 
-def formatted(rows, columns=None) -> tuple[list[str], list[list[str]]]:
-    """``(headers, cells)``: the rows as the table's text (``columns``: keys of :data:`COLUMNS` to
-    keep, in its order; default all)."""
-    cols = [c for c in COLUMNS if c[0] in columns] if columns else list(COLUMNS)
+def formatted(rows, columns=None, table=COLUMNS) -> tuple[list[str], list[list[str]]]:
+    """``(headers, cells)``: the rows as the table's text (``columns``: keys of ``table``, e.g.
+    :data:`COLUMNS` or :data:`TARGET_COLUMNS`, to keep, in its order; default all)."""
+    cols = [c for c in table if c[0] in columns] if columns else list(table)
     return [h for _, h, _ in cols], [[_cell(r, k, f) for k, _, f in cols] for r in rows]
 
 
-def to_markdown(rows, columns=None) -> str:
-    """The rows as a Markdown table (``columns``: keys of :data:`COLUMNS` to keep, in its order)."""
-    headers, cells = formatted(rows, columns)
+def to_markdown(rows, columns=None, table=COLUMNS) -> str:
+    """The rows as a Markdown table (``columns``: keys of ``table`` to keep, in its order)."""
+    headers, cells = formatted(rows, columns, table)
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     lines += ["| " + " | ".join(c) + " |" for c in cells]
     return "\n".join(lines) + "\n"
 
 
-def to_html(rows, columns=None, title: str = "Tail-estimation benchmark") -> str:
+def to_html(rows, columns=None, title: str = "Tail-estimation benchmark", table=COLUMNS) -> str:
     """The rows as a self-contained HTML page (no external resources)."""
     from importlib.resources import files
 
@@ -115,5 +159,5 @@ def to_html(rows, columns=None, title: str = "Tail-estimation benchmark") -> str
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     template = env.from_string((files("reliability.bench") / "templates" / "leaderboard.html.j2").read_text())
-    headers, cells = formatted(rows, columns)
+    headers, cells = formatted(rows, columns, table)
     return template.render(title=title, headers=headers, rows=cells)

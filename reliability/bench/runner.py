@@ -243,8 +243,9 @@ def run_benchmark(cases, estimators, *, repeats: int = 32, budget: int = 20000, 
         Names or import paths (:func:`~reliability.bench.plugins.resolve`).
     repeats : int
         Runs per case and estimator.
-    budget : int
-        Chip evaluations per run, enforced.
+    budget : int or sequence of int
+        Chip evaluations per run, enforced; several budgets run every case and estimator at each
+        (for :func:`~reliability.bench.leaderboard.budget_for_target`).
     seed0 : int
         First seed.
     out : path, optional
@@ -259,15 +260,18 @@ def run_benchmark(cases, estimators, *, repeats: int = 32, budget: int = 20000, 
     list of dict
         The records of every requested run (those found in ``out`` included), in task order.
     """
-    for name, v, lo in (("repeats", repeats, 1), ("budget", budget, 100), ("workers", workers, 1)):
+    budgets = [budget] if isinstance(budget, (int, np.integer)) else list(budget)
+    for name, v, lo in (("repeats", repeats, 1), ("workers", workers, 1), *(("budget", b, 100) for b in budgets)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ReliabilityError(f"{name}={v!r}: an integer of at least {lo}.")
+    if not budgets:
+        raise ReliabilityError("budget=[]: give at least one budget.")
     specs = [e if isinstance(e, EstimatorSpec) else resolve(e) for e in estimators]
     names = expand_cases([str(c) for c in cases])
     if not names or not specs:
         raise ReliabilityError("nothing to run: give at least one case and one estimator.")
     loaded = {n: _case(n) for n in names}       # fail on a bad case before any run
-    tasks = [Task(n, s, int(budget), int(seed)) for n in names for s in specs
+    tasks = [Task(n, s, int(b), int(seed)) for n in names for s in specs for b in budgets
              for seed in range(int(seed0), int(seed0) + int(repeats))]
     done: dict[tuple, dict] = {}
     path = Path(out) if out is not None else None

@@ -31,7 +31,9 @@ def add_parser(subparsers) -> None:
                    help="constructor or function option of the estimators, VALUE read as JSON when it parses "
                    "(repeatable; applies to every --estimator)")
     r.add_argument("--repeats", type=positive_int, default=32, help="runs per case and estimator (default 32)")
-    r.add_argument("--budget", type=_budget, default=20000, help="chip evaluations per run, enforced (default 20000)")
+    r.add_argument("--budget", type=_budget, action="append",
+                   help="chip evaluations per run, enforced (default 20000; repeatable: every budget is run, for "
+                   "'bench table --mode target')")
     r.add_argument("--seed0", type=nonnegative_int, default=0, help="first seed (default 0)")
     r.add_argument("--out", default="bench-runs.jsonl",
                    help="results file (JSON Lines, default bench-runs.jsonl): runs are appended as they end, and "
@@ -49,8 +51,11 @@ def add_parser(subparsers) -> None:
     t.add_argument("--estimator", action="append", help="only this estimator's rows (its label; repeatable)")
     t.add_argument("--case", action="append", help="only this case's rows (repeatable)")
     t.add_argument("--compact", action="store_true", help="the compact columns only")
+    t.add_argument("--mode", choices=["budget", "target"], default="budget",
+                   help="budget: the metrics at each budget run; target: the evaluations needed for "
+                   "--target-rel-error, measured over the budgets run and extrapolated")
     t.add_argument("--target-rel-error", type=float, default=0.1,
-                   help="relative error for the 'evals for 10 %%' column (default 0.1)")
+                   help="relative error for the 'evals for 10 %%' column and --mode target (default 0.1)")
     t.set_defaults(func=run_table)
 
 
@@ -119,11 +124,12 @@ def run_run(args) -> int:
             bar(done, total)
 
     before = _count(args.out)
-    records = run_benchmark(args.case, specs, repeats=args.repeats, budget=args.budget, seed0=args.seed0,
+    budgets = args.budget or [20000]
+    records = run_benchmark(args.case, specs, repeats=args.repeats, budget=budgets, seed0=args.seed0,
                             out=args.out, workers=args.workers, progress=progress)
     headers, cells = formatted(summarize(records), COMPACT)
     table([dict(zip(headers, c)) for c in cells], headers, title=f"{len(records)} runs ({len(records) - max(0, _count(args.out) - before)} "
-          f"found in {args.out}), budget {args.budget:,}")
+          f"found in {args.out}), budget {', '.join(f'{b:,}' for b in budgets)}")
     print(f"results: {args.out} (the full metrics: reliability bench table {args.out})")
     if failures:
         print(f"warning: {len(failures)} run(s) failed this time; they count in the failure rate", file=sys.stderr)
@@ -138,7 +144,8 @@ def _count(path) -> int:
 def run_table(args) -> int:
     """Print or write the leaderboard of a results file."""
     from reliability._json import atomic_output
-    from reliability.bench.leaderboard import COMPACT, summarize, to_html, to_markdown
+    from reliability.bench.leaderboard import COLUMNS, COMPACT, TARGET_COLUMNS, budget_for_target, summarize, \
+        to_html, to_markdown
     from reliability.bench.runner import read_runs
 
     if args.out:
@@ -151,8 +158,13 @@ def run_table(args) -> int:
                 raise ReliabilityError(f"--{key} {' '.join(unknown)}: not in {args.runs}; it holds "
                                        f"{', '.join(sorted({r[key] for r in records}))}.")
             records = [r for r in records if r[key] in wanted]
+    if not (0 < args.target_rel_error < 1):
+        raise ReliabilityError(f"--target-rel-error {args.target_rel_error}: a relative error in (0, 1), e.g. 0.1.")
     rows = summarize(records, target_rel_error=args.target_rel_error)
     columns = COMPACT if args.compact or args.update else None
+    layout = COLUMNS
+    if args.mode == "target":
+        rows, columns, layout = budget_for_target(rows, args.target_rel_error), None, TARGET_COLUMNS
     if args.update:
         path = Path(args.update)
         text = path.read_text(encoding="utf-8") if path.is_file() else None
@@ -162,10 +174,10 @@ def run_table(args) -> int:
         head, rest = text.split(BEGIN)
         _, tail = rest.split(END)
         with atomic_output(path) as tmp:
-            tmp.write_text(head + BEGIN + "\n" + to_markdown(rows, columns) + END + tail, encoding="utf-8")
+            tmp.write_text(head + BEGIN + "\n" + to_markdown(rows, columns, layout) + END + tail, encoding="utf-8")
         print(f"updated the table in {path}")
         return 0
-    out = to_html(rows, columns) if args.format == "html" else to_markdown(rows, columns)
+    out = to_html(rows, columns, table=layout) if args.format == "html" else to_markdown(rows, columns, layout)
     if args.out:
         with atomic_output(args.out) as tmp:
             tmp.write_text(out, encoding="utf-8")

@@ -70,6 +70,17 @@ def test_table_updates_only_the_marked_block(tmp_path, capsys):
     assert "marker" in capsys.readouterr().err and doc.read_text() == "no markers here\n"
 
 
+def test_two_budgets_and_the_target_mode(tmp_path, capsys):
+    out = tmp_path / "runs.jsonl"
+    assert main(["bench", "run", "--case", CASE, "--estimator", "is", "--budget", "300", "--budget", "1000",
+                 "--repeats", "3", "--out", str(out)]) == 0
+    assert "6 runs" in capsys.readouterr().out
+    assert main(["bench", "table", str(out), "--mode", "target", "--target-rel-error", "0.5"]) == 0
+    md = capsys.readouterr().out
+    assert "first budget within target" in md and "300: " in md and "1,000: " in md and md.count("\n") == 3
+    assert main(["bench", "table", str(out), "--target-rel-error", "2"]) == 2
+
+
 def test_failing_plugin_is_reported_and_recorded(tmp_path, capsys):
     out = tmp_path / "runs.jsonl"
     assert main(["bench", "run", "--case", CASE, "--estimator", f"{TOY}:raising", "--repeats", "2", "--budget", "300",

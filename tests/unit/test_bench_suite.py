@@ -198,6 +198,27 @@ def test_bad_arguments_are_named():
         run_benchmark(["no-such-case"], ["mc"])
 
 
+def test_parallel_workers_give_the_serial_records(tmp_path):
+    serial = run_benchmark([CASE], ["mc", "is"], repeats=2, budget=400)
+    parallel = run_benchmark([CASE], ["mc", "is"], repeats=2, budget=400, workers=2, out=tmp_path / "p.jsonl")
+    assert [r["events"] for r in parallel] == [r["events"] for r in serial]
+    assert sorted((r["estimator"], r["seed"]) for r in read_runs(tmp_path / "p.jsonl")) == sorted(
+        (r["estimator"], r["seed"]) for r in serial)
+
+
+def test_budget_for_target_reads_the_ladder():
+    from reliability.bench.leaderboard import budget_for_target
+
+    rows = summarize(run_benchmark([CASE], ["mc"], repeats=6, budget=[400, 4000]))
+    assert [r["budget"] for r in rows] == [400, 4000]
+    (t,) = budget_for_target(rows, target_rel_error=0.9)
+    small, big = rows
+    want = 400 if small["relative_rmse"] <= 0.9 else 4000 if big["relative_rmse"] <= 0.9 else None
+    assert t["measured"] == (f"{want:,}" if want else "none of the budgets")
+    assert t["extrapolated"] == pytest.approx(big["mean_evaluations"] * (big["relative_rmse"] / 0.9) ** 2)
+    assert t["mc_evaluations_for_target"] == pytest.approx((1 - 1e-3) / (0.81 * 1e-3))
+
+
 def test_aliases_expand():
     assert expand_cases(["public"]) == ["digits_mlp_s05"]
     ex = expand_cases(["exact", "linear-d1e3-p1e-3"])

@@ -146,6 +146,23 @@ def test_shipped_case_files_are_package_data_and_small():
             p.name for p in (CASES_DIR / name).iterdir()}
 
 
+@pytest.mark.parametrize("name", [n for n in available_cases() if (CASES_DIR / n).is_dir()])
+def test_every_shipped_case_is_consistent(name):
+    """The clean network gives the recorded accuracy, every event the suite runs has at least 100
+    reference chips, the provenance counts the histogram's chips, and the version is a digest of
+    the files (the same on every load)."""
+    from reliability.bench.catalog import MIN_REFERENCE_CHIPS
+
+    c = load_case(name)
+    acc, _ = c.network.accuracy_and_loss(c.X, c.y)
+    assert acc[0] == pytest.approx(c.clean_accuracy, abs=1e-12)
+    assert c.events and all(c.reference[: k + 1].sum() >= MIN_REFERENCE_CHIPS for k in c.events)
+    assert list(c.events) == sorted(c.events, reverse=True)
+    if "chips" in c.provenance:
+        assert c.provenance["chips"] == c.reference_chips
+    assert len(c.version) == 12 and load_case(name).version == c.version
+
+
 # ------------------------------------------------------------------------------------------ exact cases
 def test_exact_cases_have_closed_form_references():
     from reliability.bench import EXACT_CASES, ExactCase
