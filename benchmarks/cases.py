@@ -456,10 +456,11 @@ def _fmnist_lenet5(n_eval: int):
     return proto, Xte[:n_eval].reshape(-1, 1, 28, 28).astype(np.float32), yte[:n_eval].astype(np.int64)
 
 
-def export(case, dest: Path, parts: int | None = None) -> Path:
+def export(case, dest: Path, parts: int | None = None, probabilities=(1e-3, 1e-4, 1e-5)) -> Path:
     """Write ``case`` as a shipped case folder (``reliability/bench/cases/<name>/``): the network as
     ONNX, the evaluation set, the reference histogram of its first ``parts`` parts (default all that
-    are cached) and ``case.json`` with the events and the reference's provenance."""
+    are cached) and ``case.json`` with the events (nearest ``probabilities`` with at least 100
+    reference chips) and the reference's provenance."""
     from reliability.bench import default_events
     from reliability.cim import save_onnx
 
@@ -467,6 +468,10 @@ def export(case, dest: Path, parts: int | None = None) -> Path:
     if n_parts < 1:
         raise RuntimeError(f"{case.name}: no reference part is cached; build it first (python benchmarks/cases.py).")
     hist = sum(case.reference_part(k, progress=False) for k in range(n_parts))
+    events = list(default_events(hist, probabilities))
+    if not events:
+        raise RuntimeError(f"{case.name}: {int(hist.sum()):,} reference chips reach none of the probabilities "
+                           f"{probabilities} with 100 chips in the event; build more parts.")
     folder = Path(dest) / case.name
     folder.mkdir(parents=True, exist_ok=True)
     if isinstance(case, SimulatedCase):
@@ -488,7 +493,6 @@ def export(case, dest: Path, parts: int | None = None) -> Path:
     np.save(folder / "reference_hist.npy", np.asarray(hist, np.int64))
     logits = net.forward(np.asarray(X, np.float32))
     clean = float(np.mean(np.argmax(logits, axis=-1) == y))
-    events = list(default_events(hist))
     chips = int(hist.sum())
     meta = {**var, "clean_accuracy": clean, "n_eval": int(len(y)), "events": events,
             "reference": {"chips": chips, "seed": case.seed, "parts": n_parts, "method": method,
@@ -520,18 +524,12 @@ CASES = (
 
 def thresholds(hist: np.ndarray, probs=(1e-3, 1e-4, 1e-5)) -> list[tuple[int, float]]:
     """For each target probability, the count threshold whose reference probability is nearest
-    (in log) and has at least 100 reference chips in the event."""
-    cum = np.cumsum(hist)
-    cdf = cum / hist.sum()
-    ok = np.flatnonzero(cum >= 100)
-    out = []
-    for p in probs:
-        if not ok.size or cdf[ok[0]] > 2 * p:   # the reference cannot reach p with 100 chips
-            continue
-        c = int(ok[np.argmin(np.abs(np.log(cdf[ok]) - np.log(p)))])
-        if (c, float(cdf[c])) not in out:
-            out.append((c, float(cdf[c])))
-    return out
+    (in log) and has at least 100 reference chips in the event, with that probability
+    (:func:`reliability.bench.default_events`, the rule of the shipped cases)."""
+    from reliability.bench import default_events
+
+    cdf = np.cumsum(hist) / hist.sum()
+    return [(c, float(cdf[c])) for c in default_events(hist, probs)]
 
 
 if __name__ == "__main__":

@@ -90,6 +90,24 @@ def test_a_cached_part_of_another_network_is_refused_and_a_part_without_digest_i
     np.testing.assert_array_equal(OtherCoinCase("coin", 0.0, 1_000, seed=3).reference_part(0, progress=False), h)
 
 
+def test_a_built_case_exports_as_a_case_folder_the_suite_loads(cache, tmp_path):
+    """A small MLP's reference, exported: the suite loads it, the ONNX network gives the clean
+    accuracy the numpy implementation's network has, and case.json records the provenance."""
+    case = cases.MLPCase("tiny_mlp", 0.2, 3_000, part=1_500, hidden=(4,), max_iter=50)
+    case.reference(progress=False)
+    with pytest.raises(RuntimeError, match="build more parts"):
+        cases.export(case, tmp_path / "out")
+    folder = cases.export(case, tmp_path / "out", probabilities=(0.05,))
+    c = load_case(folder)
+    clf, X, y = case.classifier()
+    assert c.clean_accuracy == pytest.approx(float(np.mean(clf.predict(X) == y)))
+    assert c.reference_chips == 3_000 == c.provenance["chips"] and c.provenance["parts"] == 2
+    assert c.provenance["network_sha256"] == case.digest() and c.variation == "weight-gaussian:sigma=0.2"
+    (k,) = c.events
+    assert c.reference_probability(k)[0] == pytest.approx(0.05, rel=0.5)
+    assert "tiny_mlp" in (folder / "README.md").read_text()
+
+
 # --------------------------------------------------------------------------------------------
 # the public case shipped in the package
 
