@@ -1,7 +1,7 @@
 """The ``reliability`` command: thin argument parsing over the library, then printing.
 
-One module per command (``demo``, ``fit``, ``simulate``, ``tail``, ``worstcase``, ``rank``, ``finetune``, ``device``,
-``bench``), each
+One module per command (``demo``, ``fit``, ``simulate``, ``tail``, ``worstcase``, ``rank``, ``report``, ``finetune``,
+``device``, ``bench``), each
 with ``add_parser(subparsers)`` and ``run(args) -> int``; what they share (tables, the progress line,
 the overwrite guard, error messages) is in :mod:`reliability.cli._output`.  Building the parser
 imports no numerics: each command imports the library when it runs.
@@ -14,12 +14,12 @@ import sys
 import warnings
 
 from reliability import __version__
-from reliability.cli import bench, demo, device, finetune, fit, rank, simulate, tail, worstcase
+from reliability.cli import bench, demo, device, finetune, fit, rank, report, simulate, tail, worstcase
 from reliability.cli._output import print_error
 from reliability.errors import ReliabilityError, speaking_cli
 
 #: The commands in the order ``reliability --help`` lists them.
-COMMANDS = (demo, fit, simulate, tail, worstcase, rank, finetune, device, bench)
+COMMANDS = (demo, fit, simulate, tail, worstcase, rank, report, finetune, device, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        # the command as given, for results that record what made them (report provenance)
+        args.command_line = " ".join(["reliability", *(sys.argv[1:] if argv is None else argv)])
         if not hasattr(args, "func"):
             parser.print_help()
             return 0

@@ -28,7 +28,7 @@ LAYERS = {
     "sampling": {"cim", "devices"},
     "worstcase": {"cim", "devices"},
     "bench": {"cim", "devices", "data", "sampling"},
-    "report": {"data", "devices", "fit", "cim", "sampling", "worstcase"},
+    "report": {"data", "devices", "fit", "cim", "sampling", "worstcase", "mitigation"},
     "mitigation": {"devices", "cim", "sampling", "worstcase"},
     "demo": {"data", "devices", "fit", "cim", "sampling", "worstcase"},
     "cli": None,        # the top: may import anything (lazily, per command)
