@@ -42,20 +42,25 @@ def _device_section(device, fit) -> dict | None:
         device = getattr(fit, "model", None)
     if device is None:
         return None
-    model = device if isinstance(device, DeviceModel) else DeviceModel.from_dict(_as_dict(device, "device"))
+    # a DeviceModel, a Bayesian fit's PosteriorDeviceModel (both describe themselves), or a JSON form
+    model = device if hasattr(device, "describe") else DeviceModel.from_dict(_as_dict(device, "device"))
     meta = model.metadata.get("fit", {}) if isinstance(model.metadata, dict) else {}
     shape = [{"parameter": k, "value": v, "std_error": (meta.get("shape_se") or {}).get(k)}
              for k, v in (meta.get("shape") or {}).items()]
     levels = meta.get("levels") or {}
     out = {"name": model.name, "unit": model.unit, "description": model.describe(), "model": model.to_dict(),
            "family": meta.get("candidate"), "fit_method": meta.get("method"), "fit_success": meta.get("success"),
-           "shape": shape, "levels": levels, "candidates": None, "chosen": None, "fit_summary": None}
+           "shape": shape, "levels": levels, "candidates": None, "chosen": None, "fit_summary": None,
+           "posterior": None}
     if fit is not None and hasattr(fit, "candidates"):
         out["candidates"] = [jsonable(c.row()) for c in fit.candidates]
         out["chosen"] = fit.chosen
         out["fit_summary"] = fit.summary()
-    elif fit is not None and hasattr(fit, "summary"):
+    elif fit is not None and hasattr(fit, "posterior_summary"):
+        # a Bayesian fit: the population parameters' posterior (mean, sd, 5/50/95 % quantiles, R-hat, ESS)
         out["fit_summary"] = str(fit.summary())
+        out["posterior"] = jsonable(fit.to_polars().to_dicts())
+        out["fit_success"] = bool(fit.success)
     return out
 
 

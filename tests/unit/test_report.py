@@ -177,6 +177,20 @@ def test_bad_inputs_are_named(tmp_path, results):
         build(tail=other, simulation=results["simulation"])
 
 
+@pytest.mark.slow
+def test_a_bayesian_fit_shows_its_posterior_intervals(results):
+    from reliability.fit import fit_device_bayes
+    from tests.unit.test_bayes import SMALL, _campaign
+
+    fit = fit_device_bayes(_campaign(100, n_chips=4), rng=1, **SMALL)    # test_bayes's small fit
+    rep = build(fit=fit, tail=results["tail"])
+    dev = rep.document["device"]
+    assert dev["posterior"] == json.loads(json.dumps(fit.to_polars().to_dicts()))
+    assert dev["fit_summary"].startswith("Bayesian fit") and dev["model"] == fit.model.to_dict()
+    for row in dev["posterior"]:
+        assert f"{row['q95']:.4g}" in rep.html
+
+
 def test_run_report_computes_every_section(public_case):
     c = public_case
     steps = []
