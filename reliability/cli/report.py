@@ -17,7 +17,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("--title", default="Reliability report")
     r.add_argument("--from", dest="from_files", nargs="+", metavar="FILE",
                    help="build the page from earlier results instead of running anything: device JSON (fit --out), "
-                   "tail --json, worstcase --json, rank --json, simulate --out (parquet/CSV)")
+                   "tail --json, worstcase --json, rank --json, simulate --out (parquet/CSV); or redraw a report "
+                   "from its JSON alone")
     r.add_argument("--model", help="network: .onnx or .npz layer file")
     r.add_argument("--data", help=".npz with X and y (the evaluation set)")
     r.add_argument("--variation", help="weight-gaussian:sigma=S, a device preset, or a chip file")
@@ -72,6 +73,8 @@ def run(args) -> int:
         parts = {}
         for f in args.from_files:
             kind, res = load_result(f)
+            if kind == "report" and len(args.from_files) > 1:
+                raise ReliabilityError(f"--from {f}: a whole report is redrawn on its own; give it alone.")
             if kind in parts:
                 raise ReliabilityError(f"--from: two {kind} results ({parts[kind][0]} and {f}); give one of each kind.")
             parts[kind] = (f, res)
@@ -79,7 +82,12 @@ def run(args) -> int:
 
         prov = {"command": args.command_line,
                 "from_files_sha256": {f: file_digest(f) for f, _ in parts.values()}}
-        rep = build(**{k: v for k, (_, v) in parts.items()}, provenance=prov, title=args.title)
+        if "report" in parts:
+            from reliability.report import rebuild
+
+            rep = rebuild(parts["report"][1])
+        else:
+            rep = build(**{k: v for k, (_, v) in parts.items()}, provenance=prov, title=args.title)
     else:
         missing = [f"--{k}" for k in ("model", "data") if not getattr(args, k)]
         if missing:

@@ -138,8 +138,8 @@ def assemble(*, device=None, fit=None, simulation=None, tail=None, worst_case=No
 def load_result(path) -> tuple[str, object]:
     """``(kind, result)`` of a file an earlier command wrote: a device model JSON (``fit --out``,
     ``device``), a tail result (``tail --json``), a worst case (``worstcase --json``), a ranking
-    (``rank --json``) or per-chip accuracies (``simulate --out``, parquet or CSV, with ``n_correct``
-    and the ``n_samples`` given by the tail result, or by the accuracy column).  The kind is told
+    (``rank --json``), per-chip accuracies (``simulate --out``, parquet or CSV, with ``n_correct``
+    and ``accuracy``) or a whole report (its ``report.json``, kind ``"report"``).  The kind is told
     from the file's keys; a file of none of these kinds raises a
     :class:`~reliability.errors.DataValidationError` that names them."""
     import json
@@ -169,6 +169,8 @@ def load_result(path) -> tuple[str, object]:
         raise DataValidationError(f"{path}: not a result (a JSON object is expected).")
     if d.get("schema") == "nvcim-reliability/device-model":
         return "device", d
+    if d.get("schema") == SCHEMA:
+        return "report", d
     if {"estimates", "quantiles", "evaluations"} <= set(d):
         return "tail", d
     if {"bounds", "minimal_bound", "sensitivity"} <= set(d):

@@ -146,7 +146,7 @@ def plot_accuracy(simulation: dict | None, tail: dict | None, path=None):
         ax.set_ylabel("chips")
         ax.set_title(f"{int(counts.sum()):,} simulated chips", fontsize=10)
         cdf = np.cumsum(counts) / counts.sum()
-        keep = (cdf > 0) & (np.arange(n + 1) >= lo_c)
+        keep = (cdf > 0) & (np.arange(n + 1) >= lo_c) & (np.arange(n + 1) <= hi_c)
         ax_cdf.step(100 * np.arange(n + 1)[keep] / n, cdf[keep], where="post", color="tab:blue",
                     label="simulated chips")
     if tail is not None:

@@ -15,7 +15,7 @@ from reliability._json import atomic_output, jsonable
 from reliability.errors import ReliabilityError
 from reliability.report.document import assemble
 
-__all__ = ["Report", "build", "render", "FIGURES"]
+__all__ = ["Report", "build", "rebuild", "render", "FIGURES"]
 
 #: the figures a report may hold, by name (``<stem>_figures/<name>.png|svg``)
 FIGURES = ("device_qq", "device_tail_check", "accuracy", "worst_case", "ranking")
@@ -149,5 +149,22 @@ def build(*, device=None, fit=None, simulation=None, tail=None, worst_case=None,
     doc = assemble(device=device, fit=fit, simulation=simulation, tail=tail, worst_case=worst_case, ranking=ranking,
                    provenance=provenance, title=title)
     figs = {name: _encode(f) for name, f in _figures(doc, fit).items()}
+    doc["figures"] = sorted(figs)
+    return Report(render(doc, figs), doc, figs)
+
+
+def rebuild(document: dict) -> Report:
+    """The page of a report document (a saved ``report.json``) drawn again, e.g. after a toolkit
+    update changed the figures; nothing is recomputed.  The fit's QQ and tail-check figures need the
+    fit itself and are not redrawn."""
+    from reliability.report.document import SCHEMA, SCHEMA_VERSION
+
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise ReliabilityError(f"not a report document (schema {SCHEMA!r}); give the JSON a report wrote.")
+    if document.get("schema_version", 0) > SCHEMA_VERSION:
+        raise ReliabilityError(f"report schema version {document.get('schema_version')}; this release reads up to "
+                               f"{SCHEMA_VERSION} (upgrade the toolkit).")
+    doc = dict(document)
+    figs = {name: _encode(f) for name, f in _figures(doc).items()}
     doc["figures"] = sorted(figs)
     return Report(render(doc, figs), doc, figs)

@@ -34,6 +34,12 @@ def test_report_runs_and_writes_page_json_and_figures(case_files, tmp_path, caps
     assert (tmp_path / "report_figures" / "accuracy.svg").is_file()
     assert main(argv) == 2                      # nothing is overwritten without --force
     assert "--force" in capsys.readouterr().err
+    # the page redrawn from its JSON alone: the same numbers, nothing recomputed
+    assert main(["report", "--from", str(tmp_path / "report.json"), "--out", str(tmp_path / "again.html")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again == doc
+    assert main(["report", "--from", str(tmp_path / "report.json"), str(tmp_path / "report.json"), "--out",
+                 str(tmp_path / "x.html")]) == 2
 
 
 def test_report_from_earlier_results(case_files, tmp_path, capsys):
