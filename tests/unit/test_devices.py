@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from reliability.devices import (
     ChipGain, Constant, DeviceModel, Drift, EmpiricalVariation, Polynomial, ProgrammingVariation, ReadNoise, Spline,
@@ -49,6 +49,21 @@ def test_gaussian_mixture_cdf_ppf_inverse_and_sampling():
     # density integrates to one
     grid = np.linspace(-40, 40, 200001)
     assert abs(np.trapezoid(np.exp(fam.logpdf(grid, *sh)), grid) - 1) < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(0.2644, -1.804, 1.5825), (0.5, 5.0, 0.1), (1e-6, -30.0, 50.0), (0.3, 20.0, 0.02)])
+def test_gaussian_mixture_ppf_keeps_its_digits_in_both_tails(shape):
+    """The latent path maps z -> ppf(Phi(z)): far tails included, the quantile inverts the CDF (below
+    the median) and the survival function (above it) to relative 1e-9, and keeps the input's shape."""
+    fam = get_family("gaussian_mixture")
+    z = np.linspace(-35.0, 7.0, 4000).reshape(2, -1)
+    u = special.ndtr(z)
+    x = fam.ppf(u, *shape)
+    assert x.shape == z.shape and np.all(np.diff(x.ravel()) > 0)
+    low, up = u < 0.5, u >= 0.5
+    np.testing.assert_allclose(fam.logcdf(x[low], *shape), np.log(u[low]), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(fam.logsf(x[up], *shape), np.log1p(-u[up]), rtol=1e-9, atol=1e-9)
+    assert fam.ppf(np.array([0.0, 1.0]), *shape).tolist() == [-np.inf, np.inf]
 
 
 def test_unknown_family_and_bad_shape_errors():
