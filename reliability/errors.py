@@ -94,6 +94,7 @@ _CLI = {
     "censor": lambda v: "--censor LOW HIGH" if isinstance(v, Placeholder) else f"--censor {v[0]:g} {v[1]:g}",
     "t0_s": lambda v: f"--t0 {v}",
     "time_origin": lambda v: f"--time-origin {v}",
+    "time_s": lambda v: f"--time {v:g}" if isinstance(v, (int, float)) else "--time",
     "state": lambda v: f"--state {v}",
     "family": lambda v: f"--family {v}",
     "draws": lambda v: f"--draws {v}",

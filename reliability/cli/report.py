@@ -24,8 +24,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("--variation", help="weight-gaussian:sigma=S, a device preset, or a chip file")
     r.add_argument("--device", help="a device model JSON (from `reliability fit`) instead of --variation")
     r.add_argument("--measurements", help="measurements to fit (long-format CSV/Parquet); the fitted model is used")
-    r.add_argument("--time", type=float, default=0.0, help="read time in s after programming for --device or "
-                   "--measurements (default 0)")
+    r.add_argument("--time", type=float, default=0.0, help="read time in s after programming (default 0: at "
+                   "programming, or the chip file's own)")
     r.add_argument("--quantile", type=float, action="append", help="tail probability k (repeatable; default 1e-4)")
     r.add_argument("--below", type=float, action="append", help="accuracy threshold a of P(accuracy <= a) (repeatable)")
     r.add_argument("--budget", type=positive_int, default=20000, help="chip evaluations of the tail estimate and of "

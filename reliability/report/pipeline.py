@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reliability.errors import ReliabilityError
+from reliability.errors import ReliabilityError, option
 from reliability.report.page import Report, build
 
 __all__ = ["run_report", "file_digest", "DEFAULT_QUANTILES", "DEFAULT_BOUNDS"]
@@ -52,7 +52,8 @@ def run_report(network, x, y, variation=None, *, device=None, measurements=None,
         Measurements to fit first (:func:`reliability.fit.fit_device`); the fitted model is used as
         ``device``.
     time_s : float
-        Read time of ``device`` / the fitted model (ignored with ``variation``).
+        Read time in seconds after programming (of ``device``, the fitted model, or ``variation``
+        when its chip specification does not set another).
     mitigations : sequence of str
         Candidates to rank (:func:`reliability.mitigation.rank`); none: no ranking section.
     metric : str, optional
@@ -108,6 +109,14 @@ def run_report(network, x, y, variation=None, *, device=None, measurements=None,
     if device is not None:
         model = device if isinstance(device, DeviceModel) else DeviceModel.load(device)
         variation = ChipSpec(device=model, time_s=float(time_s))
+    elif time_s:
+        from reliability.cim import parse_variation
+
+        spec = parse_variation(variation)
+        if spec.time_s not in (0.0, float(time_s)):
+            raise ReliabilityError(f"time_s={time_s:g} but the chip specification reads at {spec.time_s:g} s; give one "
+                                   f"read time (drop {option('time_s', time_s)} or change the chip file).")
+        variation = spec.with_(time_s=float(time_s))
     x = np.asarray(x)
     y = np.asarray(y)
     sim = ChipSimulator(network, variation)

@@ -203,3 +203,15 @@ def test_run_report_computes_every_section(public_case):
     assert doc["device"]["name"] == "weight-gaussian"
     with pytest.raises(ReliabilityError, match="exactly one of variation"):
         run_report(c.network, c.X, c.y, VARIATION, device="x.json")
+
+
+def test_run_report_reads_a_preset_at_the_time_asked(public_case, tmp_path):
+    """time_s applies to a variation too (never ignored), and a chip file's own time is not overridden."""
+    from reliability.cim import ChipSpec
+
+    c = public_case
+    rep = run_report(c.network, c.X, c.y, "pcm", time_s=86400.0, quantiles=[1e-2], budget=300, chips=50, bounds=())
+    assert rep.document["provenance"]["variation"]["device"]["time_s"] == 86400.0
+    ChipSpec(device="pcm", time_s=3600.0).save(tmp_path / "chip.json")
+    with pytest.raises(ReliabilityError, match="give one read time"):
+        run_report(c.network, c.X, c.y, str(tmp_path / "chip.json"), time_s=86400.0, budget=300, chips=50, bounds=())
