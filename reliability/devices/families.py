@@ -10,6 +10,8 @@ devices, maximum likelihood) is written once, in :mod:`reliability.devices.compo
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -87,6 +89,19 @@ class Family:
 
     def ppf(self, u, *shape):
         return self._ppf(np.asarray(u, dtype=float), *shape)
+
+    def ppf_of_normal(self, z, *shape):
+        """``ppf(Phi(z))``: the family's variable at standard-normal ``z`` (the latent chips'
+        transform).  Families whose quantile has no closed form (the Gaussian mixture) read it from
+        a cached cubic Hermite table in ``z`` whose accuracy is checked when it is built (1e-10 in
+        the standardized variable); elsewhere, and for any family, the exact quantile."""
+        z = np.asarray(z, dtype=float)
+        if self.name == "gaussian_mixture":
+            table = _mixture_table(tuple(float(v) for v in shape))
+            if table is not None:
+                return table(z)
+            return _mix_ppf_of_normal(z, *shape)
+        return self._ppf(special.ndtr(z), *shape)
 
     def rvs(self, rng: np.random.Generator, size, *shape) -> np.ndarray:
         return self._rvs(rng, size, *shape)
@@ -200,23 +215,37 @@ def _mix_logsf(z, w, m2, r2):
 
 
 def _mix_ppf(u, w, m2, r2):
-    """Quantile by a safeguarded Newton iteration: on the log CDF below the median and on the log
-    survival function above it (so tail quantiles keep their digits), each step kept inside the
-    bracket known to hold the root (a bisection step otherwise), iterating only on the entries not
-    yet converged (to ~1e-13 in z; a few passes where plain bisection needed 80)."""
+    """Quantile by a safeguarded Newton iteration (:func:`_mix_solve`)."""
     u = np.asarray(u, dtype=float)
-    shape = u.shape
-    q = np.clip(u, 1e-300, 1.0 - 1e-16).ravel()
-    z1 = special.ndtri(q)
+    q = np.clip(u, 1e-300, 1.0 - 1e-16)
+    upper = q > 0.5
+    x = _mix_solve(special.ndtri(q), upper, np.where(upper, np.log1p(-q), np.log(q)), w, m2, r2)
+    return np.where(u <= 0, -np.inf, np.where(u >= 1, np.inf, x))
+
+
+def _mix_ppf_of_normal(z, w, m2, r2):
+    """``ppf(Phi(z))`` without forming ``Phi(z)``: the upper tail keeps its digits beyond z = 8.3,
+    where ``Phi(z)`` rounds to 1."""
+    z = np.asarray(z, dtype=float)
+    upper = z > 0
+    return _mix_solve(z, upper, special.log_ndtr(np.where(upper, -z, z)), w, m2, r2)
+
+
+def _mix_solve(z1, upper, target, w, m2, r2):
+    """The mixture quantile whose log CDF (``upper`` False) or log survival function (True) equals
+    ``target``; ``z1`` is the first component's quantile at the same probability.  A Newton
+    iteration on the log CDF below the median and on the log survival function above it (so tail
+    quantiles keep their digits), each step kept inside the bracket known to hold the root (a
+    bisection step otherwise), iterating only on the entries not yet converged (to ~1e-13 in z)."""
+    shape = np.shape(z1)
+    z1, upper, target = (np.ravel(a) for a in np.broadcast_arrays(z1, upper, target))
     z2 = m2 + r2 * z1
     # the mixture CDF lies between its components' CDFs, so its quantile lies between theirs
     pad = 1e-9 * (1.0 + np.abs(z1) + np.abs(z2))
     lo, hi = np.minimum(z1, z2) - pad, np.maximum(z1, z2) + pad
-    upper = q > 0.5
     sign = np.where(upper, 1.0, -1.0)
-    target = np.where(upper, np.log1p(-q), np.log(q))
     x = np.clip((1 - w) * z1 + w * z2, lo, hi)
-    act = np.arange(q.size)
+    act = np.flatnonzero(np.isfinite(x))
     for _ in range(100):
         if not act.size:
             break
@@ -225,7 +254,7 @@ def _mix_ppf(u, w, m2, r2):
         lv[up] = _mix_logsf(xa[up], w, m2, r2)
         lv[~up] = _mix_logcdf(xa[~up], w, m2, r2)
         g = lv - target[act]
-        root_above = np.where(up, g > 0, g < 0)       # F(x) < u
+        root_above = np.where(up, g > 0, g < 0)       # F(x) below the target probability
         lo[act] = np.where(root_above, xa, lo[act])
         hi[act] = np.where(root_above, hi[act], xa)
         new = xa + sign[act] * g * np.exp(lv - _mix_logpdf(xa, w, m2, r2))
@@ -233,8 +262,50 @@ def _mix_ppf(u, w, m2, r2):
         new = np.where((new > la) & (new < ha), new, 0.5 * (la + ha))
         x[act] = new
         act = act[np.abs(new - xa) > 1e-13 * (1.0 + np.abs(xa))]
-    x = x.reshape(shape)
-    return np.where(u <= 0, -np.inf, np.where(u >= 1, np.inf, x))
+    return x.reshape(shape)
+
+
+class _HermiteTable:
+    """``Q(z) = ppf(Phi(z))`` on a uniform grid with its derivative ``phi(z) / f(Q)``, evaluated by
+    cubic Hermite interpolation; outside the grid the exact quantile (``exact(z)``)."""
+
+    def __init__(self, z0, h, q, d, exact):
+        self.z0, self.h, self.q, self.d, self.exact = z0, h, q, d, exact
+
+    def __call__(self, z):
+        t = (z - self.z0) / self.h
+        inside = (t >= 0) & (t <= self.q.size - 1)
+        tc = np.where(inside, t, 0.0)
+        i = np.minimum(tc.astype(np.int64), self.q.size - 2)
+        s = tc - i
+        s2, s3 = s * s, s * s * s
+        out = ((2 * s3 - 3 * s2 + 1) * self.q[i] + (s3 - 2 * s2 + s) * self.h * self.d[i]
+               + (-2 * s3 + 3 * s2) * self.q[i + 1] + (s3 - s2) * self.h * self.d[i + 1])
+        if not inside.all():
+            out[~inside] = self.exact(z[~inside])
+        return out
+
+
+@functools.lru_cache(maxsize=64)
+def _mixture_table(shape: tuple, span: float = 37.0, tolerance: float = 1e-10):
+    """The mixture's :class:`_HermiteTable` for ``shape``, the grid halved until the interpolation
+    error at the cell midpoints is within ``tolerance`` (``None`` when even 2^-9 spacing is not
+    enough: the exact quantile is used)."""
+    def exact(z):
+        return _mix_ppf_of_normal(z, *shape)
+
+    def deriv(z, q):
+        return np.exp(_norm_logpdf(z) - _mix_logpdf(q, *shape))
+
+    for n in (4096, 8192, 16384, 32768):
+        z = np.linspace(-span, span, 2 * n + 1)        # grid points and cell midpoints, interleaved
+        q = exact(z)
+        grid, mid = z[::2], z[1::2]
+        table = _HermiteTable(-span, grid[1] - grid[0], q[::2], deriv(grid, q[::2]), exact)
+        err = np.abs(table(mid) - q[1::2]) / (1.0 + np.abs(q[1::2]))
+        if np.all(np.isfinite(q)) and err.max() <= tolerance:
+            return table
+    return None
 
 
 def _mix_rvs(rng, size, w, m2, r2):

@@ -66,6 +66,23 @@ def test_gaussian_mixture_ppf_keeps_its_digits_in_both_tails(shape):
     assert fam.ppf(np.array([0.0, 1.0]), *shape).tolist() == [-np.inf, np.inf]
 
 
+@pytest.mark.parametrize("shape", [(0.2644, -1.804, 1.5825), (0.1, 0.0, 3.0), (0.3, 20.0, 0.02)])
+def test_mixture_ppf_of_normal_matches_the_exact_quantile(shape):
+    """The latent transform z -> ppf(Phi(z)): the checked table (or the exact solver where no table
+    reaches 1e-10) agrees with the exact quantile, and the upper tail stays finite beyond z = 8.3."""
+    from reliability.devices.families import _mix_ppf_of_normal, _mixture_table
+
+    fam = get_family("gaussian_mixture")
+    z = np.concatenate([np.random.default_rng(0).standard_normal(20000), np.linspace(-39.0, 39.0, 781)])
+    got, exact = fam.ppf_of_normal(z, *shape), _mix_ppf_of_normal(z, *shape)
+    np.testing.assert_allclose(got, exact, rtol=0, atol=2e-10 * (1 + np.abs(exact)).max())
+    assert np.all(np.isfinite(got)) and np.all(np.diff(got[20000:]) > 0)
+    mid = np.abs(z) < 6          # where Phi(z) itself still holds the digits
+    np.testing.assert_allclose(got[mid], fam.ppf(special.ndtr(z[mid]), *shape), atol=1e-8)
+    if shape == (0.2644, -1.804, 1.5825):       # the CrossSim fit's shape gets a table
+        assert _mixture_table(shape) is not None
+
+
 def test_unknown_family_and_bad_shape_errors():
     with pytest.raises(ModelSpecError, match="unknown variation family 'gauss'"):
         ProgrammingVariation("gauss")

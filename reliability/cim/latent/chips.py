@@ -263,10 +263,11 @@ class LatentChips:
                 # a stuck device's spread below reads the raw zp: keep it
                 zv = zp if acc is None else acc.apply_normal(zp.copy())
                 x = zv * par["scale"]                       # new array in the working dtype
+            elif acc is None:
+                x = fam.ppf_of_normal(zp.astype(np.float64), *par["shape"]).astype(dt) * par["scale"]
             else:
                 u = special.ndtr(zp.astype(np.float64))
-                if acc is not None:
-                    acc.apply_uniform(u)
+                acc.apply_uniform(u)
                 x = fam.ppf(u, *par["shape"]).astype(dt) * par["scale"]
             if not (np.ndim(par["loc"]) == 0 and par["loc"] == 0):
                 x += par["loc"]
