@@ -41,8 +41,8 @@ COLUMNS = (
 )
 
 #: the columns of a compact table (the README's)
-COMPACT = ("case", "event", "reference", "estimator", "runs_text", "relative_bias", "relative_rmse", "se_ratio",
-           "coverage_95", "flagged_rate", "gain_over_mc", "seconds")
+COMPACT = ("case", "event", "reference", "estimator", "budget", "runs_text", "relative_bias", "relative_rmse",
+           "se_ratio", "coverage_95", "flagged_rate", "gain_over_mc", "seconds")
 
 
 def summarize(records, target_rel_error: float = 0.1) -> list[dict]:
