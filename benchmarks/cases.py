@@ -15,29 +15,32 @@ Carlo over ``chips`` chips:
 - ``fmnist_mlp32_s03``: a 784-32-10 ReLU MLP trained with scikit-learn on the first 20,000
   Fashion-MNIST training images (``reliability.data.evalset.fashion_mnist``, pixels in [0, 1]);
   evaluation set: the first 600 test images; sigma 0.03.
+- ``digits_mlp_pcm_1day``: the public case's 64-32-10 MLP on the PCM preset read one day after
+  programming (drift, 1/f read noise, differential pairs: the non-Gaussian latent path).
+- ``fmnist_lenet5_s05``: LeNet-5 (``models.lenet5``) trained with Adam through the toolkit on
+  10,000 Fashion-MNIST images, evaluated on the first 200 test images, sigma 0.05.
 
 The references are computed by an independent numpy implementation, not the toolkit's simulator
 (numpy's own normals, float32, the network written out by hand from scikit-learn's coefficients or
 the ONNX initializers), so they also check the simulator.  They are cached in ``benchmarks/.cache``
 (``<name>.npz``; delete a file to recompute that case).
 
-The references cost minutes to tens of minutes per 2 x 10^6 chips, so the estimators are checked
-against them only where the reference itself has at least 100 chips in the event (relative error
-<= 10 %): around p = 1e-3 to 1e-4 for 10^6 to 2 x 10^6 chips, and down to about 1e-5 for the
-64-16-10 MLP (4 x 10^7 chips: twenty parts of 2 x 10^6, cached separately, about 3 minutes each on
-one core; the second ten were added when the runs' mean sat 4 % below the first ten's 1.97e3 chips at
-p ~ 1e-4, two of that reference's standard errors) and the 64-48-24-10 MLP (3.6 x 10^7 chips, about
-11 minutes per part on one core; parts 12-17 were added when the runs sat at 0.96 of the first
-2.4 x 10^7 chips' 9.56e-5 at 460 correct, and gave 8.79e-5 there: that reference had been high,
-and the threshold nearest 1e-4 moved to 461); the Fashion-MNIST MLP's 5 x 10^6 chips come in parts of 10^6 (its first part predates the parts), about 13 minutes
-each, so that p ~ 1e-4 rests on 533 chips.  ``python benchmarks/cases.py [--jobs N]`` builds them.
+A reference is built in parts of ``part`` chips, each an independent stream (part 0 is
+``PCG64(seed)``, part ``k`` is ``PCG64(SeedSequence((seed, k)))``) cached on its own, so a deeper
+reference extends a shallower one and parts run in parallel (``--jobs``).  The estimators are
+checked only where a reference holds at least 100 chips in the event (relative error <= 10 %):
+about p = 1e-3 to 1e-4 for 10^6 chips; the full ``chips`` of each case (4 x 10^7 for the 64-16-10
+MLP) reach about 1e-5 and take core-hours.  ``--export`` writes the cached parts as the shipped
+case folders of ``reliability/bench/cases/`` (their ``case.json`` names the parts), which is what
+``reliability bench`` runs.
+
+The PCM case and the Fashion-MNIST LeNet-5 (:class:`SimulatedCase`) take their references from the
+toolkit's own simulator: chip ``i`` keyed by ``(seed, i)``, part ``k`` the chips
+``k * part .. (k + 1) * part - 1``.
 
 The scikit-learn networks are trained with one BLAS thread: with two, the Fashion-MNIST MLP's
-weights came out different in their last bits (the digits MLPs and the CNN did not change).  Its
-reference parts predate that and carry no digest of the network; 10^5 chips of each network gave
-the same mean count to 2e-5 samples (500.1447, against the reference's 500.072 +- 0.006 with
-other chips), so they were kept.  Parts computed since record :meth:`BuiltCase.digest` and are
-refused for another network.
+weights come out different in their last bits.  Parts record :meth:`BuiltCase.digest` (parts
+without one are read as they are) and are refused for another network.
 """
 
 from __future__ import annotations
@@ -464,10 +467,12 @@ def export(case, dest: Path, parts: int | None = None, probabilities=(1e-3, 1e-4
     from reliability.bench import default_events
     from reliability.cim import save_onnx
 
-    n_parts = parts if parts is not None else sum(1 for k in range(case.parts) if case._part_path(k).exists())
-    if n_parts < 1:
+    # parts are independent chips (streams or index ranges of their own), so any set of them is a reference
+    ks = list(range(parts)) if parts is not None else [k for k in range(case.parts) if case._part_path(k).exists()]
+    if not ks:
         raise RuntimeError(f"{case.name}: no reference part is cached; build it first (python benchmarks/cases.py).")
-    hist = sum(case.reference_part(k, progress=False) for k in range(n_parts))
+    n_parts = len(ks)
+    hist = sum(case.reference_part(k, progress=False) for k in ks)
     events = list(default_events(hist, probabilities))
     if not events:
         raise RuntimeError(f"{case.name}: {int(hist.sum()):,} reference chips reach none of the probabilities "
@@ -495,9 +500,9 @@ def export(case, dest: Path, parts: int | None = None, probabilities=(1e-3, 1e-4
     clean = float(np.mean(np.argmax(logits, axis=-1) == y))
     chips = int(hist.sum())
     meta = {**var, "clean_accuracy": clean, "n_eval": int(len(y)), "events": events,
-            "reference": {"chips": chips, "seed": case.seed, "parts": n_parts, "method": method,
+            "reference": {"chips": chips, "seed": case.seed, "parts": ks, "part_chips": case.part, "method": method,
                           "network_sha256": case.digest(), "generator": "benchmarks/cases.py",
-                          "rebuild": f"python benchmarks/cases.py --case {case.name} --export"}}
+                          "rebuild": f"python benchmarks/cases.py --case {case.name} --build --export (parts {ks})"}}
     (folder / "case.json").write_text(json.dumps(meta, indent=1) + "\n")
     cdf = np.cumsum(hist) / chips
     lines = [f"# Benchmark case `{case.name}`", "",
@@ -505,7 +510,7 @@ def export(case, dest: Path, parts: int | None = None, probabilities=(1e-3, 1e-4
              f"`reliability.bench.load_case({case.name!r})`.", "",
              f"- variation: {json.dumps(var)[:300]}",
              f"- clean accuracy {clean:.4f} on {len(y)} evaluation samples",
-             f"- reference: {chips:,} chips ({n_parts} part(s), seed {case.seed}); {method}",
+             f"- reference: {chips:,} chips (parts {ks} of {case.part:,} chips, seed {case.seed}); {method}",
              "- events (count c of n_correct <= c, reference probability, chips in the event): "
              + "; ".join(f"{c}: {cdf[c]:.3g} ({int(np.cumsum(hist)[c])})" for c in events), ""]
     (folder / "README.md").write_text("\n".join(lines))
@@ -515,8 +520,8 @@ def export(case, dest: Path, parts: int | None = None, probabilities=(1e-3, 1e-4
 CASES = (
     MLPCase("digits_mlp16_s10", 0.10, 40_000_000, hidden=(16,)),
     MLPCase("digits_mlp48x24_s07", 0.07, 36_000_000, hidden=(48, 24)),
-    CNNCase("digits_cnn_s05", 0.05, 2_000_000),
-    MLPCase("fmnist_mlp32_s03", 0.03, 5_000_000, part=1_000_000, hidden=(32,), data="fashion-mnist", max_iter=60),
+    CNNCase("digits_cnn_s05", 0.05, 2_000_000, part=500_000),
+    MLPCase("fmnist_mlp32_s03", 0.03, 5_000_000, part=500_000, hidden=(32,), data="fashion-mnist", max_iter=60),
     SimulatedCase("digits_mlp_pcm_1day", 2_000_000, 250_000, "pcm-1day", n_eval=597),
     SimulatedCase("fmnist_lenet5_s05", 60_000, 20_000, "fmnist-lenet5", sigma=0.05, n_eval=200),
 )
@@ -537,6 +542,8 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser(description="build the cases' brute-force references (parts cached in "
                                  "benchmarks/.cache) and export them as shipped case folders")
+    ap.add_argument("--build", action="store_true", help="compute the missing reference parts (the default when "
+                    "--export is not given)")
     ap.add_argument("--case", action="append", help="only this case (repeatable)")
     ap.add_argument("--jobs", type=int, default=1, help="parts computed in parallel processes")
     ap.add_argument("--parts", type=int, help="build (and export) only the first N parts of each reference")
@@ -546,7 +553,9 @@ if __name__ == "__main__":
     for case in CASES:
         if a.case and case.name not in a.case:
             continue
-        if a.parts:
+        if a.export and not a.build:
+            pass
+        elif a.parts:
             for k in range(min(a.parts, case.parts)):
                 case.reference_part(k)
         else:
