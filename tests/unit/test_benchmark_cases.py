@@ -146,7 +146,7 @@ def test_public_case_errors_name_the_fix(public_case):
 
 def test_shipped_case_files_are_package_data_and_small():
     """Every file of every case is matched by pyproject's package-data globs, and the cases stay a
-    few hundred KB (they travel in every wheel)."""
+    couple of MB at most (they travel in every wheel)."""
     import fnmatch
     import tomllib
 
@@ -158,7 +158,8 @@ def test_shipped_case_files_are_package_data_and_small():
     for p in files:
         rel = p.relative_to(CASES_DIR.parent).as_posix()
         assert any(fnmatch.fnmatch(rel, g) for g in globs), f"{rel} is not package data: add it to {globs}"
-    assert sum(p.stat().st_size for p in files) < 1_000_000
+    # the Fashion-MNIST evaluation sets (float32 images) are most of it
+    assert sum(p.stat().st_size for p in files) < 2_000_000
     for name in (n for n in available_cases() if (CASES_DIR / n).is_dir()):
         assert {"model.onnx", "data.npz", "case.json", "reference_hist.npy", "README.md"} <= {
             p.name for p in (CASES_DIR / name).iterdir()}
