@@ -22,7 +22,7 @@ SETUP_COMMANDS = [
     "pip install -e '.[test]' && python -m pytest -q",
 ]
 PAGES = ["install", "tour", "cli", "architecture", "device-model", "fitting", "bayesian-fit", "core",
-         "tail-estimation", "worst-case", "mitigation", "benchmark-suite", "results", "api"]
+         "tail-estimation", "worst-case", "mitigation", "reports", "benchmark-suite", "results", "api"]
 
 # a number as written on the page: 1,990  0.063  1.44e-05  1e-4 (a sign is not part of it)
 NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
@@ -91,6 +91,22 @@ def test_readme_links_exist():
     assert links, "the README links to the documentation pages"
     missing = [t for t in links if not (ROOT / t).exists()]
     assert not missing, missing
+
+
+def test_readme_tail_table_is_generated_from_the_recorded_bench_runs():
+    """The README's benchmark table is what `reliability bench table --update` makes of the recorded
+    runs, and those runs are complete: every case in them, every event, with provenance."""
+    from reliability.bench.leaderboard import COMPACT, summarize, to_markdown
+    from reliability.bench.runner import read_runs
+    from reliability.cli.bench import BEGIN, END
+
+    text = README.read_text(encoding="utf-8")
+    block = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    records = read_runs(RESULTS / "bench_runs.jsonl")
+    assert block == "\n" + to_markdown(summarize([r for r in records if r["estimator"] == "hybrid"]), COMPACT)
+    assert {r["case"] for r in records} >= {"digits_mlp_s05", "linear-d1e5-p1e-7"}
+    assert "--estimator hybrid --update README.md" in " ".join(text.split())
+    assert all(r["commit"] and r["machine"]["cpus"] for r in records)
 
 
 # ---------------------------------------------------------------------------------- results page
