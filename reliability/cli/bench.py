@@ -113,9 +113,10 @@ def run_run(args) -> int:
     opts = _options(args.option)
     specs = [resolve(e, opts) for e in (args.estimator or ["hybrid"])]
     bar = progress_bar("benchmark runs")
-    failures = []
+    failures, ran = [], []
 
     def progress(done, total, rec):
+        ran.append(rec)
         if rec["status"] != "ok":
             failures.append(rec)
             print(f"\nrun failed: {rec['case']} / {rec['estimator']} / seed {rec['seed']}: {rec['failure']['kind']}: "
@@ -123,22 +124,16 @@ def run_run(args) -> int:
         if bar is not None:
             bar(done, total)
 
-    before = _count(args.out)
     budgets = args.budget or [20000]
     records = run_benchmark(args.case, specs, repeats=args.repeats, budget=budgets, seed0=args.seed0,
                             out=args.out, workers=args.workers, progress=progress)
     headers, cells = formatted(summarize(records), COMPACT)
-    table([dict(zip(headers, c)) for c in cells], headers, title=f"{len(records)} runs ({len(records) - max(0, _count(args.out) - before)} "
+    table([dict(zip(headers, c)) for c in cells], headers, title=f"{len(records)} runs ({len(records) - len(ran)} "
           f"found in {args.out}), budget {', '.join(f'{b:,}' for b in budgets)}")
     print(f"results: {args.out} (the full metrics: reliability bench table {args.out})")
     if failures:
         print(f"warning: {len(failures)} run(s) failed this time; they count in the failure rate", file=sys.stderr)
     return 0
-
-
-def _count(path) -> int:
-    p = Path(path)
-    return sum(1 for line in p.read_text().splitlines() if line.strip()) if p.is_file() else 0
 
 
 def run_table(args) -> int:
