@@ -71,7 +71,7 @@ this module holds the estimator, its run and its estimates.
 from __future__ import annotations
 
 import math
-import warnings
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,14 +80,14 @@ import numpy as np
 from reliability import streams
 from reliability.errors import ReliabilityError
 from reliability.sampling.checkpoint import open_checkpoint, read_checkpoint_meta, write_checkpoint
-from reliability.sampling.modes import Modes, find_modes, flatten, gradient_sees_all
+from reliability.sampling.modes import Modes, find_modes, gradient_sees_all, project, shift
 from reliability.sampling.projected import NOT_EVALUATED, StageBlend, fit_joint_count_model, fit_projection_mixture
 from reliability.sampling.proposals import ModeMixture, fit_count_model, sqrt_optimal
 from reliability.sampling.protocol import EstimatorRun, TailProblem
 from reliability.sampling.results import QuantileEstimate, TailEstimate
 from reliability.sampling.subset import (SubsetProbability, SubsetRun, SubsetSimulation, level_diagnostics,
                                          subset_estimate, subset_quantile, subset_reasons)
-from reliability.sampling.verdicts import MAX_COV, MAX_TOP_SHARE, MIN_EVENTS, counts_holding, lognormal_ci
+from reliability.sampling.verdicts import MAX_COV, MAX_TOP_SHARE, MIN_EVENTS, counts_holding, lognormal_ci, pareto_khat
 
 __all__ = ["HYBRID_NAME", "HybridProbability", "HybridRun", "HybridSampling", "hybrid_estimate", "hybrid_estimates",
            "hybrid_quantile"]
@@ -157,6 +157,9 @@ class HybridRun:
     cut_because: str = ""
     stopped: str = ""
     seed: int = 0
+    #: wall time in this process of ``importance_first_stage``, ``second_stage_fit``,
+    #: ``importance_second_stage`` (chips read from a checkpoint took none)
+    seconds: dict = field(default_factory=dict)
 
     @property
     def evaluated(self) -> int:
@@ -191,10 +194,14 @@ class HybridRun:
         """The region L (far from every mode), given projections (..., K)."""
         return np.asarray(proj).max(axis=-1) < self.cut
 
-    def place(self, rng: np.random.Generator, flat: np.ndarray, stage: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Turn prior draws ``flat`` (S, dim) into chips of stage ``stage``'s proposal, in place; returns
-        the drawn modes (-1: none) and the projections (S, K)."""
-        return self.stages[stage].draw(rng, flat, self.modes.U)
+    def place(self, rng: np.random.Generator, proj: np.ndarray, stage: int = 0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For prior draws ``xi`` with projections ``proj`` (S, K): stage ``stage``'s proposal as
+        ``z = xi + C @ U`` (:func:`~reliability.sampling.modes.shift`); returns the drawn modes (-1:
+        none), ``C`` and the chips' projections ``U z`` (S, K)."""
+        drawn, C = self.stages[stage].coefficients(rng, proj)
+        U = self.modes.U
+        return drawn, C, proj + C @ (U @ U.T)
 
     # ------------------------------------------------------------------ estimates
     def probability(self, k: int) -> HybridProbability:
@@ -233,12 +240,7 @@ class HybridRun:
         se = math.sqrt(se_hi_used ** 2 + se_lo ** 2)
         khat = float("nan")
         if int(ind.sum()) >= 20:
-            import arviz as az
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _, kh = az.psislw(logw[ind].copy())
-            khat = float(np.asarray(kh))
+            khat = pareto_khat(logw[ind])
         ess = float(f.sum() ** 2 / np.sum(f * f)) if np.any(f > 0) else 0.0
         top = float(f.max() / f.sum()) if np.any(f > 0) else float("nan")   # the largest chip's share
         return HybridProbability(p, se / p if p > 0 else float("inf"), p_hi, se_hi_used, p_lo, se_lo, r, n,
@@ -340,7 +342,7 @@ class HybridSampling:
         if progress is not None:
             progress(modes.evaluations, budget)
         U = modes.U
-        feature = (lambda z: flatten(z) @ U.T) if modes.K else None
+        feature = (lambda z: project(z, U)) if modes.K else None
         sus_budget = budget - modes.evaluations if modes.K == 0 else int(self.subset_share * budget) - modes.evaluations
         sub_progress = None if progress is None else (lambda d, t: progress(modes.evaluations + d, budget))
         sus = self.subset.simulate(scorer, latent, [k + 1.0 for k in count_targets], quantile_min, max(sus_budget, 100),
@@ -368,34 +370,36 @@ class HybridSampling:
         if sus.stopped == "interrupted":
             run.stopped = "interrupted"
             return run
-        shapes = [s for _, _, s in latent.blocks]
-        splits = np.cumsum([int(np.prod(s)) for s in shapes])[:-1]
         lists = [[run.counts], [run.proj], [run.drawn], [run.stage]]
         done = run.counts.size
         try:
             while True:
                 # the second stage is fitted once the first is complete (also on resuming past it)
                 if n_first <= done and n_first < n_is and len(run.stages) == 1:
+                    t0 = time.perf_counter()
                     run.counts, run.proj, run.drawn, run.stage = (np.concatenate(x) for x in lists)
                     self._second_stage(run, count_targets, quantile_min)
+                    run.seconds["second_stage_fit"] = time.perf_counter() - t0
                 if done >= n_is:
                     break
+                t0 = time.perf_counter()
                 ci = done // CHUNK
                 stage = 0 if done < n_first else 1
                 S = min(CHUNK, (n_first if stage == 0 else n_is) - done)
                 rng = streams.stream(seed, streams.HYBRID_IS, ci)
-                flat = flatten(latent.draw(rng, S))
-                drawn, proj = run.place(rng, flat, stage)
+                z = latent.draw(rng, S)
+                drawn, C, proj = run.place(rng, project(z, U), stage)
                 inside = ~run.outside(proj)          # a chip drawn outside H is not evaluated: a zero
                 cnt = np.full(S, NOT_EVALUATED, dtype=np.int64)
                 if inside.any():
-                    Si = int(inside.sum())
-                    z = [p.reshape((Si,) + sh).astype(latent.dtype)
-                         for p, sh in zip(np.split(flat[inside], splits, axis=1), shapes)]
+                    z = latent.take(z, inside) if not inside.all() else z
+                    shift(z, C[inside], U)
                     cnt[inside] = scorer.counts_and_margins(z)[0]
                 for x, v in zip(lists, (cnt, proj, drawn, np.full(S, stage))):
                     x.append(v)
                 done += S
+                key = ("importance_first_stage", "importance_second_stage")[stage]
+                run.seconds[key] = run.seconds.get(key, 0.0) + time.perf_counter() - t0
                 if progress is not None:
                     progress(modes.evaluations + sus.evaluations + done, budget)   # draws, skipped ones included
                 if ck is not None and (ci % 8 == 7 or done >= n_is or done == n_first):
@@ -500,6 +504,7 @@ def _load(path, fingerprint):
 # ---------------------------------------------------------------------- estimates and verdicts
 def hybrid_estimates(problem: TailProblem, run: HybridRun, budget: int) -> EstimatorRun:
     """The estimates, quantiles and diagnostics of a hybrid run on ``problem``."""
+    t0 = time.perf_counter()
     n = problem.n_samples
     latent = problem.latent
     parts = [run.probability(k) for k in problem.count_thresholds]
@@ -526,6 +531,8 @@ def hybrid_estimates(problem: TailProblem, run: HybridRun, budget: int) -> Estim
             f"budget under {MIN_BUDGET}" if budget < MIN_BUDGET else
             "the chip has drift, read-noise, stuck-at, gain or posterior coordinates, which the design-point "
             "gradients do not reach" if not gradient_sees_all(latent) else "the mode search found no design point")
+    diag["seconds"] = {**run.modes.seconds, "subset_levels": [lv.seconds for lv in sus.levels], **run.seconds,
+                       "estimates": time.perf_counter() - t0}
     method = HYBRID_NAME if run.modes.K and run.counts.size else "subset-simulation"
     return EstimatorRun(estimates, qs, run.evaluations, method, run.stopped != "interrupted", diag)
 

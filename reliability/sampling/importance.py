@@ -7,7 +7,7 @@ on ``g(z) = soft count(z) - (k + 1/2)`` (soft count: sum over samples of sigmoid
 with gradients from the network's backward pass through the mapping.  Weights are
 ``w = 1 / (a + (1 - a) exp(mu . z - |mu|^2 / 2))``; any ``mu`` gives an unbiased estimate, the design
 point only makes it efficient.  Diagnostics: effective sample size of the weighted indicators and
-the Pareto shape k-hat of their largest weights (PSIS, arviz): k-hat > 0.7 means the variance
+the Pareto shape k-hat of their largest weights (PSIS, :func:`~reliability.sampling.verdicts.pareto_khat`): k-hat > 0.7 means the variance
 estimate, and hence the interval, cannot be trusted.
 
 Measured findings (docs/tail-estimation.md): in 10^3..10^5 latent dimensions a single mean shift
@@ -18,7 +18,6 @@ subset simulation by the benchmark, not used by default.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,7 @@ from reliability import streams
 from reliability.errors import ReliabilityError
 from reliability.sampling.protocol import EstimatorRun, TailProblem
 from reliability.sampling.results import TailEstimate
-from reliability.sampling.verdicts import HIDDEN_LAYERS_REASON, MIN_EVENTS
+from reliability.sampling.verdicts import HIDDEN_LAYERS_REASON, MAX_KHAT, MIN_EVENTS, pareto_khat
 
 __all__ = ["MeanShiftImportanceSampling", "MeanShiftRun", "WeightedEstimate"]
 
@@ -130,8 +129,8 @@ class MeanShiftImportanceSampling:
             reasons = []
             if e.n_in_event < MIN_EVENTS:
                 reasons.append(f"only {e.n_in_event} weighted chips in the event (< {MIN_EVENTS})")
-            if math.isfinite(khat) and khat > 0.7:
-                reasons.append(f"Pareto k-hat {khat:.2f} > 0.7: weights too heavy-tailed for a trustworthy variance")
+            if math.isfinite(khat) and khat > MAX_KHAT:
+                reasons.append(f"Pareto k-hat {khat:.2f} > {MAX_KHAT}: weights too heavy-tailed for a trustworthy variance")
             if ess < 30:
                 reasons.append(f"effective sample size {ess:.0f} < 30")
             if hidden:
@@ -191,10 +190,5 @@ class MeanShiftImportanceSampling:
         ess = float(f.sum() ** 2 / np.sum(f * f)) if np.any(f > 0) else 0.0
         khat = float("nan")
         if np.count_nonzero(ind) >= 20:
-            import arviz as az
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _, khat = az.psislw(logw[ind].copy())
-            khat = float(np.asarray(khat))
+            khat = pareto_khat(logw[ind])
         return WeightedEstimate(p, se, ess, khat, int(np.count_nonzero(ind)))

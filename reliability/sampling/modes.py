@@ -6,7 +6,8 @@ step 1)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -14,7 +15,10 @@ from scipy import stats
 from reliability import streams
 from reliability.errors import InterruptedEarly
 
-__all__ = ["Modes", "find_modes", "flatten", "gradient_sees_all"]
+__all__ = ["Modes", "find_modes", "flatten", "gradient_sees_all", "project", "shift"]
+
+#: chips per float64 work buffer in :func:`project` and :func:`shift` (a few MB per latent block)
+ROWS = 16
 
 
 @dataclass
@@ -26,6 +30,9 @@ class Modes:
     temperature: float
     design_count: int
     evaluations: int
+    #: wall time of the search's parts in this process: ``pilot``, ``design_points`` (empty when read
+    #: from a checkpoint)
+    seconds: dict = field(default_factory=dict)
 
     @property
     def K(self) -> int:
@@ -35,6 +42,41 @@ class Modes:
 def flatten(z: list[np.ndarray]) -> np.ndarray:
     """Chips given as latent blocks as one ``(S, dim)`` float64 array."""
     return np.concatenate([b.reshape(b.shape[0], -1).astype(np.float64) for b in z], axis=1)
+
+
+def project(z: list[np.ndarray], U: np.ndarray) -> np.ndarray:
+    """Projections ``(S, K)`` of chips given as latent blocks onto the rows of ``U`` (K, dim), in
+    float64, without the ``(S, dim)`` float64 copy :func:`flatten` makes (which costs more than the
+    chips' evaluation on a 10^5-device network)."""
+    S = z[0].shape[0] if z else 0
+    out = np.zeros((S, U.shape[0]))
+    lo = 0
+    for b in z:
+        n = int(np.prod(b.shape[1:]))
+        Ub = U[:, lo:lo + n]
+        flat = b.reshape(S, n)
+        for r in range(0, S, ROWS):
+            out[r:r + ROWS] += flat[r:r + ROWS].astype(np.float64) @ Ub.T
+        lo += n
+    return out
+
+
+def shift(z: list[np.ndarray], C: np.ndarray, U: np.ndarray) -> None:
+    """``z += C @ U`` in place on the chips' latent blocks (``C`` (S, K)), computed in float64 and
+    rounded once to the blocks' dtype, a few chips at a time."""
+    S = z[0].shape[0] if z else 0
+    lo = 0
+    for b in z:
+        if not b.flags.c_contiguous:
+            raise ValueError("shift() changes the latent blocks in place: pass C-contiguous arrays "
+                             "(np.ascontiguousarray), not views")
+        n = int(np.prod(b.shape[1:]))
+        Ub = U[:, lo:lo + n]
+        flat = b.reshape(S, n)
+        for r in range(0, S, ROWS):
+            rows = flat[r:r + ROWS]
+            rows[...] = rows.astype(np.float64) + C[r:r + ROWS] @ Ub
+        lo += n
 
 
 def _hlrf(scorer, latent, start, k, T, iterations, known, stop_cos=0.95):
@@ -85,9 +127,11 @@ def find_modes(scorer, latent, design_count: int | None, quantile_min: float | N
 def _find_modes(scorer, latent, design_count, quantile_min, seed, pilot, starts, iterations, max_evaluations,
                 beta_slack) -> Modes:
     scorer = getattr(scorer, "local", scorer)   # the search runs on the driver, even with Dask
+    t0 = time.perf_counter()
     zp = latent.stack([latent.draw_chip(seed, streams.HYBRID_PILOT + i) for i in range(pilot)])
     counts, mg = scorer.sample_margins(zp)
     evaluations = pilot
+    t_pilot = time.perf_counter() - t0
     T = float(max(np.median(np.std(mg, axis=0)), 1e-3))
     if design_count is None:
         zq = stats.norm.isf(quantile_min)
@@ -136,4 +180,5 @@ def _find_modes(scorer, latent, design_count, quantile_min, seed, pilot, starts,
         U, B = np.stack([dirs[i] for i in keep]), np.array([norms[i] for i in keep])
     else:
         U, B = np.zeros((0, latent.dim)), np.zeros(0)
-    return Modes(U, B, T, int(design_count), int(evaluations))
+    return Modes(U, B, T, int(design_count), int(evaluations),
+                 {"pilot": t_pilot, "design_points": time.perf_counter() - t0 - t_pilot})

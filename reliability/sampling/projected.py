@@ -116,15 +116,15 @@ class ProjectionMixture:
         prior = _mvn_logpdf(T, np.zeros(self.K), np.linalg.cholesky(self.G))
         return (self.log_density(T) - prior).reshape(proj.shape[:-1])
 
-    def draw(self, rng: np.random.Generator, flat: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Turn prior draws ``flat`` (S, dim) into chips of this proposal, in place; returns -1 for the
-        drawn mode (none) and the projections (S, K)."""
-        S = flat.shape[0]
+    def coefficients(self, rng: np.random.Generator, proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For prior draws ``xi`` with projections ``proj`` (S, K): ``t`` from the mixture and ``C``
+        (S, K) such that ``z = xi + C @ U`` has ``U z = t`` and the rest of ``z`` from the prior
+        given ``t``; returns -1 for the drawn mode (none) and ``C``."""
+        S = proj.shape[0]
         j = rng.choice(self.weights.size, size=S, p=self.weights)
         eps = rng.standard_normal((S, self.K))
         t = self.means[j] + np.einsum("sab,sb->sa", self.chols[j], eps)
-        flat += (t - flat @ U.T) @ np.linalg.solve(self.G, U)
-        return np.full(S, -1, dtype=np.int64), flat @ U.T
+        return np.full(S, -1, dtype=np.int64), np.linalg.solve(self.G, (t - proj).T).T
 
     def describe(self) -> dict:
         return {"kind": "projection-mixture", "components": int(self.weights.size)}
@@ -132,7 +132,7 @@ class ProjectionMixture:
 
 @dataclass
 class StageBlend:
-    """A fixed mixture of proposals (each with ``log_ratio`` and ``draw``)."""
+    """A fixed mixture of proposals (each with ``log_ratio`` and ``coefficients``)."""
 
     parts: list
     weights: np.ndarray
@@ -141,17 +141,17 @@ class StageBlend:
         terms = [math.log(w) + p.log_ratio(proj) for w, p in zip(self.weights, self.parts)]
         return np.logaddexp.reduce(np.stack(terms), axis=0)
 
-    def draw(self, rng: np.random.Generator, flat: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        S = flat.shape[0]
+    def coefficients(self, rng: np.random.Generator, proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each chip from one part (drawn with :attr:`weights`): the parts' drawn modes and ``C``."""
+        S = proj.shape[0]
         part = rng.choice(len(self.parts), size=S, p=self.weights)
         drawn = np.full(S, -1, dtype=np.int64)
+        C = np.zeros(proj.shape)
         for i, p in enumerate(self.parts):
             sel = part == i
             if sel.any():
-                sub = flat[sel]
-                drawn[sel] = p.draw(rng, sub, U)[0]
-                flat[sel] = sub
-        return drawn, flat @ U.T
+                drawn[sel], C[sel] = p.coefficients(rng, proj[sel])
+        return drawn, C
 
     def describe(self) -> dict:
         return {"kind": "blend", "weights": [float(w) for w in self.weights],

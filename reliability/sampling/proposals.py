@@ -90,14 +90,16 @@ class ModeMixture:
             t[sel] = self.edges[i] + rng.random(i.size) * GRID_STEP
         return mode, np.maximum(t, self.cut)
 
-    def draw(self, rng: np.random.Generator, flat: np.ndarray, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Turn prior draws ``flat`` (S, dim) into chips of this proposal, in place: for each row a mode
-        ``m`` and ``t ~ g_m``, then ``z = xi + (t - u_m . xi) u_m``; returns the drawn modes and the
-        projections (S, K)."""
-        mode, t = self.sample(rng, flat.shape[0])
-        um = U[mode]
-        flat += (t - np.sum(flat * um, axis=1))[:, None] * um
-        return mode, flat @ U.T
+    def coefficients(self, rng: np.random.Generator, proj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For prior draws ``xi`` with projections ``proj`` (S, K): a mode ``m`` and ``t ~ g_m`` per
+        chip, and ``C`` (S, K) such that the chip ``z = xi + C @ U`` is ``xi + (t - u_m . xi) u_m``;
+        returns the drawn modes and ``C`` (:func:`reliability.sampling.modes.shift` applies it)."""
+        S = proj.shape[0]
+        mode, t = self.sample(rng, S)
+        C = np.zeros((S, self.K))
+        rows = np.arange(S)
+        C[rows, mode] = t - proj[rows, mode]
+        return mode, C
 
     def describe(self) -> dict:
         return {"kind": "mode-mixture", "mode_probabilities": [float(x) for x in self.pi]}

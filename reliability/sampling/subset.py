@@ -27,6 +27,7 @@ the independent-levels value is kept in the diagnostics.  The interval is log-no
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,6 +94,7 @@ class Level:
     ancestors: int = -1             # distinct level-0 chips the level's chains descend from (-1: unknown)
     features: np.ndarray | None = None   # (N, ...) optional per-chip features (``SubsetSimulation.run``),
                                          # in the order of ``scores`` (chain-major for MCMC levels)
+    seconds: float = float("nan")   # wall time spent on the level in this process (nan: read from a checkpoint)
 
 
 @dataclass
@@ -275,6 +277,7 @@ class SubsetSimulation:
         try:
             if run is None:
                 run = SubsetRun(n_per_level=N, p0=self.p0)
+                t_level = time.perf_counter()
                 # ---- level 0: independent chips, keyed by index
                 counts = np.empty(N, dtype=np.int64)
                 margins = np.empty(N)
@@ -295,9 +298,10 @@ class SubsetSimulation:
                         [latent.draw_chip(seed, i) for i in range(s0, min(N, s0 + chunk))])), dtype=np.float64)
                         for s0 in range(0, N, chunk)])
                 run.levels.append(Level(scorer.combine(counts, margins), counts, 1.0, math.inf, ancestors=N,
-                                        features=feats))
+                                        features=feats, seconds=time.perf_counter() - t_level))
                 _save_checkpoint(checkpoint, fingerprint, run, None, rho, scorer)
             while True:
+                t_level = time.perf_counter()
                 lv = run.levels[-1]
                 frac_target = float(np.mean(lv.scores < c_min)) if score_targets else 1.0
                 if frac_target >= self.p0 and (min_prob is None or lv.prob * self.p0 <= min_prob):
@@ -374,7 +378,8 @@ class SubsetSimulation:
                 run.levels.append(Level(chain.ravel(), chain_c.ravel(), lv.prob * float(np.mean(lv.scores < b)), b,
                                         chain, acc_total / (nc * max(L - 1, 1)), rho,
                                         int(np.unique(seeds_a).size) if np.all(seeds_a >= 0) else -1,
-                                        None if chain_f is None else chain_f.reshape((nc * L,) + chain_f.shape[2:])))
+                                        None if chain_f is None else chain_f.reshape((nc * L,) + chain_f.shape[2:]),
+                                        time.perf_counter() - t_level))
                 run.evaluations = evals
                 buf = new_buf
                 _save_checkpoint(checkpoint, fingerprint, run, buf, rho, scorer)
@@ -455,9 +460,11 @@ def _load_checkpoint(path, fingerprint, latent):
 
 # ---------------------------------------------------------------------- estimates and verdicts
 def level_diagnostics(run: SubsetRun) -> list[dict]:
-    """One dict per level: threshold, probability, acceptance, step size, ancestry, count range."""
+    """One dict per level: threshold, probability, acceptance, step size, ancestry, count range, chips
+    and seconds (wall time in this process; nan for a level read from a checkpoint)."""
     return [{"threshold_score": lv.threshold, "probability": lv.prob, "acceptance": lv.acceptance, "rho": lv.rho,
-             "ancestors": lv.ancestors, "min_correct": int(lv.counts.min()), "max_correct": int(lv.counts.max())}
+             "ancestors": lv.ancestors, "min_correct": int(lv.counts.min()), "max_correct": int(lv.counts.max()),
+             "chips": int(lv.counts.size), "seconds": lv.seconds}
             for lv in run.levels]
 
 

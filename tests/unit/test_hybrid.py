@@ -121,15 +121,19 @@ def test_proposal_densities_are_normalised_and_weights_bounded():
 
 
 def test_mixture_importance_weights_are_unbiased():
-    """Draw through ``HybridRun.place`` from both stages and check, with the balance-heuristic weights,
+    """Draw through ``HybridRun.place`` from both stages (projections it returns equal to those of the
+    shifted chips) and check, with the balance-heuristic weights,
     E[w 1_A] = P(A) for events inside H."""
     run, _ = _toy_run()
     rng = np.random.default_rng(7)
     n = 200000
     flat = rng.standard_normal((2 * n, 6))
-    d0, p0 = run.place(rng, flat[:n], 0)
-    d1, p1 = run.place(rng, flat[n:], 1)
+    U = run.modes.U
+    d0, c0, p0 = run.place(rng, flat[:n] @ U.T, 0)
+    d1, c1, p1 = run.place(rng, flat[n:] @ U.T, 1)
+    flat += np.concatenate([c0, c1]) @ U
     proj = np.concatenate([p0, p1])
+    assert np.allclose(proj, flat @ U.T)
     run.stage = np.repeat([0, 1], [n, n])
     w = np.exp(run.log_weight(proj))
     t1 = flat @ run.modes.U[0]
@@ -347,3 +351,22 @@ def test_each_start_is_the_lowest_pilot_chip_the_known_modes_do_not_explain(monk
     assert expected != order[:5]          # some of the lowest pilot chips are explained by u and skipped
     for got, i in zip(starts[1:], expected):
         assert np.allclose(got, zp[i])
+
+
+def test_blockwise_project_and_shift_match_the_flat_arithmetic():
+    """``project`` and ``shift`` on latent blocks give the flat float64 computation's numbers (to
+    float32 rounding of the shifted chips), and ``shift`` refuses a non-contiguous view it could not
+    change in place."""
+    from reliability.sampling.modes import flatten, project, shift
+
+    rng = np.random.default_rng(3)
+    z = [rng.standard_normal((37, 4, 5)).astype(np.float32), rng.standard_normal((37, 300)).astype(np.float32)]
+    U = rng.standard_normal((3, 320))
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    flat = flatten(z)
+    assert np.allclose(project(z, U), flat @ U.T, rtol=1e-12, atol=1e-10)
+    C = rng.standard_normal((37, 3))
+    shift(z, C, U)
+    assert np.allclose(flatten(z), (flat + C @ U).astype(np.float32), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="in place"):
+        shift([z[1][:, ::2]], C, U[:, :150])
