@@ -223,3 +223,61 @@ def test_maxpool_ties_first_maximum_and_layouts(attrs):
     np.testing.assert_array_equal(d_cl[0], gx)
     (y_nk,), _ = op.forward([x4], None)
     np.testing.assert_array_equal(y_nk, y_cl)
+
+
+def _conv_chain_net(rng, tail):
+    """x -> Conv -> ``tail`` ops (each reading the previous output) -> Conv -> Flatten, with the
+    fusable chains the executor finds."""
+    consts = {"w": rng.standard_normal((5, 2, 3, 3)).astype(np.float32),
+              "b": rng.standard_normal(5).astype(np.float32),
+              "w2": rng.standard_normal((4, 5, 3, 3)).astype(np.float32)}
+    nodes = [GraphNode("Conv", "c1", ["x", "w", "b"], ["v0"], {"pads": [1, 1, 1, 1]})]
+    for i, (op, attrs) in enumerate(tail):
+        nodes.append(GraphNode(op, f"t{i}", [f"v{i}"], [f"v{i + 1}"], attrs))
+    nodes += [GraphNode("Conv", "c2", [f"v{len(tail)}", "w2"], ["y2"], {}),
+              GraphNode("Relu", "r2", ["y2"], ["a2"]),
+              GraphNode("Flatten", "f", ["a2"], ["y"], {"axis": 1})]
+    return build_network(nodes, consts, input_name="x", input_shape=(2, 12, 12), output_name="y")
+
+
+@pytest.mark.parametrize("tail", [
+    [("Relu", {}), ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2]})],
+    [("MaxPool", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]}), ("Tanh", {})],
+    [("LeakyRelu", {"alpha": 0.1}), ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 2]}), ("Relu", {})],
+])
+@pytest.mark.parametrize("kind", ["clean", "shared", "perchip", "mixed"])
+def test_fused_conv_chains_give_the_unfused_numbers(monkeypatch, tail, kind):
+    """A forward without cache runs a convolution and the per-sample ops after it block by block;
+    the logits are bit-for-bit those of the ops run one by one (float32, blocks of one sample and of
+    many), and a forward keeping its cache (for gradients) does not fuse."""
+    rng = np.random.default_rng(11)
+    net = _conv_chain_net(rng, tail)
+    assert net._fused[0] == list(range(1, len(tail) + 1))
+    x = rng.standard_normal((9, 2, 12, 12)).astype(np.float32)
+    ws = _weights(net, rng, kind)
+
+    def unfused():
+        plan, net._fused = net._fused, {}
+        try:
+            return net.forward(x, weights=ws)
+        finally:
+            net._fused = plan
+
+    plain = unfused()
+    np.testing.assert_array_equal(net.forward(x, weights=ws), plain)
+    out, _ = net.forward(x, weights=ws, keep=True)
+    np.testing.assert_array_equal(out, plain)
+    # BLAS rounds differently with another block height, so each block size is compared with itself
+    monkeypatch.setattr(ops_analog, "_COL_BYTES", 1)   # one sample per block
+    np.testing.assert_array_equal(net.forward(x, weights=ws), unfused())
+
+
+def test_no_fusion_when_an_intermediate_value_is_read_twice():
+    """A conv output read by two ops (here Relu and the graph's Add) is not fused away."""
+    rng = np.random.default_rng(2)
+    consts = {"w": rng.standard_normal((3, 1, 3, 3)).astype(np.float32)}
+    nodes = [GraphNode("Conv", "c", ["x", "w"], ["h"], {"pads": [1, 1, 1, 1]}),
+             GraphNode("Relu", "r", ["h"], ["a"]),
+             GraphNode("Add", "s", ["a", "h"], ["y"])]
+    net = build_network(nodes, consts, input_name="x", input_shape=(1, 5, 5), output_name="y")
+    assert net._fused == {}

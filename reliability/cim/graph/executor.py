@@ -70,10 +70,43 @@ class Network:
         for n, i in last.items():
             if n != output_name:
                 self._free_after[i].append(n)
+        self._fused = self._fusions()
         self._grad_values = set()
         for op in self._ops:
             self._grad_values.update(n for n in op.outputs if n)
         self._grad_values.add(input_name)
+
+    def _fusions(self) -> dict:
+        """``{i: [j, ...]}``: convolution ``i`` (2-D, one group) followed by per-sample ops ``j``
+        (activations, 2-D pooling), each reading only its predecessor's output, which nothing else
+        reads.  A forward without hook or cache runs such a chain block by block
+        (:meth:`_AnalogConv.forward_fused`): the convolution's full output, the largest array of a
+        CNN, is never written (measured on LeNet-5: see ``benchmarks/results/``)."""
+        from reliability.cim.graph.ops_analog import _AnalogConv
+        from reliability.cim.graph.ops_elementwise import _Unary
+        from reliability.cim.graph.ops_pool import _Pool
+
+        uses: dict = {}
+        for op in self._ops:
+            for n in op.inputs:
+                if n:
+                    uses[n] = uses.get(n, 0) + 1
+        out = {}
+        for i, op in enumerate(self._ops):
+            if not isinstance(op, _AnalogConv) or op.group != 1 or op.win.nd != 2:
+                continue
+            chain, j = [], i
+            while j + 1 < len(self._ops):
+                nxt, val = self._ops[j + 1], self._ops[j].outputs[0]
+                if (val == self._output_name or uses.get(val) != 1 or [n for n in self._ops[j].outputs[1:] if n]
+                        or tuple(n for n in nxt.inputs if n) != (val,)
+                        or not (isinstance(nxt, _Unary) or (isinstance(nxt, _Pool) and nxt.win.nd == 2))):
+                    break
+                chain.append(j + 1)
+                j += 1
+            if chain:
+                out[i] = chain
+        return out
 
     # ---- info ----
 
@@ -248,11 +281,26 @@ class Network:
         env = dict(consts)
         env[self._input_name] = x.astype(dtype, copy=False)[None]
         saves = []
+        fuse = not keep and matmul is None
+        skip_to = -1
         for i, op in enumerate(self._ops):
+            if i <= skip_to:
+                for n in self._free_after[i]:
+                    env.pop(n, None)
+                continue
             xs = [env[n] if n else None for n in op.inputs]
             if not keep and matmul is None:   # (a caller's hook might keep the arrays it returns)
                 rt.consumable = self._consumable(i, op, xs, env, consts)
+            chain = self._fused.get(i) if fuse else None
             try:
+                if chain:
+                    y = op.forward_fused(xs, rt, [self._ops[j] for j in chain])
+                    if y is not None:
+                        skip_to = chain[-1]
+                        env[self._ops[skip_to].outputs[0]] = y
+                        for n in self._free_after[i]:
+                            env.pop(n, None)
+                        continue
                 ys, saved = op.forward(xs, rt)
             except ReliabilityError:
                 raise

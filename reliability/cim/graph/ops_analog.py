@@ -33,6 +33,14 @@ def _input_grad(dY: np.ndarray, W: np.ndarray) -> np.ndarray:
     return np.matmul(dY, W.transpose(0, 2, 1))
 
 
+class _PostRuntime:
+    """The runtime the ops fused after a convolution see: forward only, no hook."""
+
+    keep = False
+    matmul = None
+    consumable = frozenset((0,))
+
+
 class _AnalogDense(_Op):
     """Gemm/MatMul with a constant weight: ``y = x @ W + b`` over the last axis.
 
@@ -173,7 +181,21 @@ class _AnalogConv(_Op):
                           buf[:n].reshape(n * L, kh * kw, cg).transpose(0, 2, 1))
         return X
 
-    def _forward_direct(self, v, ws, rt):
+    def forward_fused(self, xs, rt, post):
+        """Forward followed by ``post`` (per-sample ops: activations and pooling, each reading the
+        previous one's output), applied block by block while the block's convolution output is in
+        cache: the full-size convolution output is never written.  The same float32 operations as
+        running the ops one by one, so the same numbers; forward only, no hook, one group."""
+        x4 = self.win.to4(xs[0])
+        H, W = x4.shape[-2:]
+        if x4.shape[2] != self.cg * self.group:
+            return None
+        geo = self.win.geometry(H, W)
+        v = self.win.windows_nhwc(_pad_nhwc(x4, geo), geo)
+        ws = [rt.weights[self.first + g] for g in range(self.group)]
+        return self._forward_direct(v, ws, rt, post)
+
+    def _forward_direct(self, v, ws, rt, post=()):
         s, B, oh, ow, kh, kw, _ = v.shape
         cg, G, O = self.cg, self.group, self.out_channels
         og = O // G
@@ -181,6 +203,8 @@ class _AnalogConv(_Op):
         dtype = v.dtype
         S = max([s] + [w.shape[0] for w in ws if w.ndim == 3])
         shared = s == 1 and S > 1  # one set of columns for every chip: a single wide product
+        if post:
+            return self._forward_post(v, ws, rt, post, S, shared)
         Y = np.empty((B * L, S, O) if shared else (S, B * L, O), dtype=dtype)
         nb = self._block(oh, ow, dtype.itemsize)
         buf = np.empty((min(nb, B), oh, ow, kh, kw, cg), dtype=dtype)
@@ -214,6 +238,44 @@ class _AnalogConv(_Op):
         if shared:  # memory (B, Ho, Wo, S, O)
             return Y.reshape(B, oh, ow, S, O).transpose(3, 0, 4, 1, 2)
         return Y.reshape(S, B, oh, ow, O).transpose(0, 1, 4, 2, 3)
+
+    def _forward_post(self, v, ws, rt, post, S, shared):
+        """:meth:`_forward_direct` for one group with ``post`` applied to each block of samples; the
+        result keeps the channels-last memory layout the unfused ops would give."""
+        s, B, oh, ow, kh, kw, _ = v.shape
+        O, L, dtype = self.out_channels, oh * ow, v.dtype
+        nb = self._block(oh, ow, dtype.itemsize)
+        buf = np.empty((min(nb, B), oh, ow, kh, kw, self.cg), dtype=dtype)
+        tb = np.empty((min(nb, B) * L, S * O if shared else O), dtype=dtype)
+        Wk = self._to_hwc(ws[0])
+        if shared:
+            Wk = np.broadcast_to(Wk, (S,) + Wk.shape[-2:]).transpose(1, 0, 2).reshape(Wk.shape[-2], -1)
+        b = rt.biases[self.first]
+        if b is not None:
+            b = np.tile(b, ow * (S if shared else 1))
+        sub = _PostRuntime()
+        Z = None
+        for si in range(s):
+            w = Wk if (shared or Wk.ndim == 2) else Wk[si]
+            for a in range(0, B, nb):
+                n = min(nb, B - a)
+                cols = buf[:n]
+                np.copyto(cols, v[si, a:a + n])
+                t = tb[:n * L]
+                np.matmul(cols.reshape(n * L, -1), w, out=t)
+                if b is not None:
+                    t.reshape(n * oh, -1)[...] += b
+                # the block as the ops see it: (chips, samples, O, oh, ow), channels-last in memory
+                y = (t.reshape(n, oh, ow, S, O).transpose(3, 0, 4, 1, 2) if shared
+                     else t.reshape(1, n, oh, ow, O).transpose(0, 1, 4, 2, 3))
+                for op in post:     # every array here is this block's scratch: ops may overwrite it
+                    y = op.forward([y], sub)[0][0]
+                if Z is None:
+                    c, ph, pw = y.shape[2:]
+                    Z = (np.empty((B, ph, pw, S, c), dtype=y.dtype).transpose(3, 0, 4, 1, 2) if shared
+                         else np.empty((S, B, ph, pw, c), dtype=y.dtype).transpose(0, 1, 4, 2, 3))
+                np.copyto(Z[:, a:a + n] if shared else Z[si:si + 1, a:a + n], y)
+        return Z
 
     # ---- backward ----
 
