@@ -18,6 +18,9 @@ def add_parser(subparsers) -> None:
     sm.add_argument("--chips", type=positive_int, required=True, help="number of chips (chip i depends only on seed and i)")
     sm.add_argument("--seed", type=nonnegative_int, default=0)
     sm.add_argument("--chunk-size", type=positive_int, help="chips per batch (default: from the memory budget)")
+    sm.add_argument("--workers", type=positive_int, help="start a local Dask cluster with this many worker processes "
+                    "(the same chips as a serial run)")
+    sm.add_argument("--scheduler", help="join an existing Dask cluster at this address (tcp://host:port)")
     sm.add_argument("--out", required=True, help="output Parquet file")
     sm.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     sm.set_defaults(func=run)
@@ -37,7 +40,21 @@ def run(args) -> int:
     net = load_model(args.model)
     X, y = load_evalset(args.data)
     sim = ChipSimulator(net, args.variation)
-    res = sim.evaluate(X, y, args.chips, rng=args.seed, chunk_size=args.chunk_size, progress=progress_bar("chips"))
+    if args.workers or args.scheduler:
+        from reliability.sampling.parallel import make_client, simulate_on_cluster
+
+        client = make_client(args.workers, args.scheduler)
+        try:
+            res = simulate_on_cluster(sim, X, y, args.chips, client, rng=args.seed, chunk_size=args.chunk_size,
+                                      progress=progress_bar("chips"))
+        finally:
+            cluster = None if args.scheduler else client.cluster
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    else:
+        res = sim.evaluate(X, y, args.chips, rng=args.seed, chunk_size=args.chunk_size,
+                           progress=progress_bar("chips"))
     with atomic_output(out) as tmp:
         res.to_polars().write_parquet(tmp)
     print(res.summary())
