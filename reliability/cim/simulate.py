@@ -107,9 +107,15 @@ class ChipSimulator:
         ``(K, N)`` array per analog layer (selective write-verify); default: every weight.  A chip
         drawn with any mask is the same chip (same random numbers) as without write-verify, its
         verified devices' programming errors pulled into the band.
+    backend : str
+        Where the products run: ``"numpy"`` (default), or ``"torch"`` (PyTorch on CUDA when
+        available, else the CPU; ``"torch:cpu"``, ``"torch:cuda[:N]"`` to choose), the optional
+        ``[torch]`` extra (:mod:`reliability.cim.graph.torch_exec`).  The chips are drawn by the
+        numpy core either way (the same chips); the torch forward agrees with numpy's to float32
+        rounding.  DAC/ADC and gradients run on the numpy backend only.
     """
 
-    def __init__(self, network, variation, threads: int | None = None, verify_mask=None):
+    def __init__(self, network, variation, threads: int | None = None, verify_mask=None, backend: str = "numpy"):
         self.network = network
         self.spec: ChipSpec = parse_variation(variation)
         self.device = self.spec.device_model()
@@ -138,18 +144,22 @@ class ChipSimulator:
         self.t_ref = float(self.device.drift.t0_s) if self.device.drift is not None else 0.0
         self._keep_levels = bool(self.spec.periphery.adc_bits)
         self._probe: dict = {}    # input shape -> traced bytes per chip and sample (chunk sizing)
+        self.backend = str(backend)
+        self._torch = self._make_backend(self.backend)
 
     def __getstate__(self):   # pickled for Dask workers: the lock and the draw cache stay behind
         state = self.__dict__.copy()
         state["_prep_lock"] = None
         state["_prep_cache"] = OrderedDict()
         state["_local"] = None
+        state["_torch"] = None      # device handles: the torch forward is rebuilt where the simulator lands
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._prep_lock = threading.Lock()
         self._local = threading.local()
+        self._torch = self._make_backend(getattr(self, "backend", "numpy"))
 
     def _check_verify_mask(self, mask):
         if mask is None:
@@ -318,9 +328,23 @@ class ChipSimulator:
                  if draws[0].alpha is not None else None)
         return self._make_hook(len(draws), levels, alpha)
 
+    def _make_backend(self, backend: str):
+        if backend == "numpy":
+            return None
+        if backend != "torch" and not backend.startswith("torch:"):
+            raise ReliabilityError(f"backend={backend!r}: use 'numpy', 'torch', 'torch:cpu' or 'torch:cuda[:N]'.")
+        if self.periphery.active:
+            raise ReliabilityError(f"backend={backend!r}: DAC/ADC (the chip's periphery) are simulated by the numpy "
+                                   "backend only; use backend='numpy' for this chip, or drop the periphery.")
+        from reliability.cim.graph.torch_exec import TorchForward, torch_device
+
+        return TorchForward(self.network, torch_device(backend))
+
     def forward_weights(self, x, weights: list[np.ndarray], levels: list[np.ndarray] | None = None, keep=False):
         """Run the network for chips given directly by stacked effective weights (S, K, N) per layer
         (and, with an ADC, their slice levels (S, slices, K, N))."""
+        if self._torch is not None and not keep:
+            return self._torch.forward(x, weights, dtype=self.dtype)
         hook = self._make_hook(weights[0].shape[0], levels, None) if self.periphery.active else None
         return self.network.forward(x, weights=weights, matmul=hook, keep=keep, dtype=self.dtype)
 
@@ -340,6 +364,8 @@ class ChipSimulator:
 
     def logits(self, x, draws: list[ChipDraw], keep: bool = False):
         weights = self._stacked_weights(draws)
+        if self._torch is not None and not keep:
+            return self._torch.forward(x, weights, dtype=self.dtype)
         return self.network.forward(x, weights=weights, matmul=self._hook(draws), keep=keep, dtype=self.dtype)
 
     def chips_per_chunk(self, x, n_chips: int) -> int:
@@ -353,7 +379,9 @@ class ChipSimulator:
         if per_chip_sample is None:      # measured once per input shape (the trace costs a few chips)
             probe = x[: min(len(x), 32)]
             draws = self.draw_chips([0, 1], seed=0)
-            peak = traced_peak(lambda: self.logits(probe, draws))
+            # traced on the numpy path (tracemalloc sees no torch memory): the activations are alike
+            peak = traced_peak(lambda: self.network.forward(probe, weights=self._stacked_weights(draws),
+                                                            matmul=self._hook(draws), dtype=self.dtype))
             per_chip_sample = self._probe[key] = peak / (2 * len(probe))
         per = per_chip + per_chip_sample * len(x)
         s = int(max(1, min(n_chips, budget // max(per, 1))))

@@ -18,6 +18,8 @@ def add_parser(subparsers) -> None:
     sm.add_argument("--chips", type=positive_int, required=True, help="number of chips (chip i depends only on seed and i)")
     sm.add_argument("--seed", type=nonnegative_int, default=0)
     sm.add_argument("--chunk-size", type=positive_int, help="chips per batch (default: from the memory budget)")
+    sm.add_argument("--backend", default="numpy", help="where the products run: numpy (default), torch (PyTorch "
+                    "on CUDA when available, else the CPU), torch:cpu or torch:cuda; needs the [torch] extra")
     sm.add_argument("--workers", type=positive_int, help="start a local Dask cluster with this many worker processes "
                     "(the same chips as a serial run)")
     sm.add_argument("--scheduler", help="join an existing Dask cluster at this address (tcp://host:port)")
@@ -39,7 +41,7 @@ def run(args) -> int:
         raise ReliabilityError(f"--chips must be a positive integer; got {args.chips}.")
     net = load_model(args.model)
     X, y = load_evalset(args.data)
-    sim = ChipSimulator(net, args.variation)
+    sim = ChipSimulator(net, args.variation, backend=args.backend)
     if args.workers or args.scheduler:
         from reliability.sampling.parallel import make_client, simulate_on_cluster
 

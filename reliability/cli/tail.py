@@ -23,6 +23,8 @@ def add_parser(subparsers) -> None:
                     help="auto/hybrid: importance sampling along the failure modes' design points plus subset "
                     "simulation for the rest; subset: subset simulation alone; mc: plain Monte Carlo; is: one "
                     "mean shift (for comparison)")
+    tl.add_argument("--backend", default="numpy", help="where the products run: numpy (default), torch (PyTorch "
+                    "on CUDA when available, else the CPU), torch:cpu or torch:cuda; needs the [torch] extra")
     tl.add_argument("--workers", type=positive_int, help="start a local Dask cluster with this many worker processes")
     tl.add_argument("--scheduler", help="join an existing Dask cluster at this address (tcp://host:port)")
     tl.add_argument("--checkpoint", help="checkpoint file (.npz): written as the run goes (the hybrid method "
@@ -51,7 +53,8 @@ def run(args) -> int:
     try:
         res = estimate_tail(net, X, y, args.variation, below=args.below or (), quantiles=args.quantile or (),
                             budget=args.budget, rng=args.seed, method=args.method, checkpoint=args.checkpoint,
-                            progress=progress_bar("chip evaluations"), client=client)
+                            progress=progress_bar("chip evaluations"), client=client,
+                            backend=args.backend)
     finally:
         if client is not None and not args.scheduler:
             cluster = client.cluster

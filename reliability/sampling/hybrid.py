@@ -61,11 +61,9 @@ Algorithm, in the chips' latent Gaussian space ``z ~ N(0, I)``:
    variation (or, with no chip of the event in ``L``, half the rule-of-three bound as its standard
    error).  The two are independent; the 95 % interval is log-normal on the sum.
 
-Measured (``benchmarks/tail.py``, budget 20,000): see the README's tail-accuracy table.
-
-Modules: the mode search is :mod:`reliability.sampling.modes`, the one-dimensional proposals and count
-models :mod:`reliability.sampling.proposals`, the projection mixture :mod:`reliability.sampling.projected`;
-this module holds the estimator, its run and its estimates.
+Accuracy: ``benchmarks/tail.py``; speed and the time of each stage (``diagnostics["seconds"]``):
+``benchmarks/tail_speed.py``.  The mode search is :mod:`reliability.sampling.modes`, the proposals
+:mod:`reliability.sampling.proposals` and :mod:`reliability.sampling.projected`.
 """
 
 from __future__ import annotations
@@ -157,9 +155,7 @@ class HybridRun:
     cut_because: str = ""
     stopped: str = ""
     seed: int = 0
-    #: wall time in this process of ``importance_first_stage``, ``second_stage_fit``,
-    #: ``importance_second_stage`` (chips read from a checkpoint took none)
-    seconds: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)   # wall time of the importance stages in this process
 
     @property
     def evaluated(self) -> int:
@@ -196,9 +192,8 @@ class HybridRun:
 
     def place(self, rng: np.random.Generator, proj: np.ndarray, stage: int = 0
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For prior draws ``xi`` with projections ``proj`` (S, K): stage ``stage``'s proposal as
-        ``z = xi + C @ U`` (:func:`~reliability.sampling.modes.shift`); returns the drawn modes (-1:
-        none), ``C`` and the chips' projections ``U z`` (S, K)."""
+        """Stage ``stage``'s chips ``z = xi + C @ U`` from prior draws ``xi`` with projections ``proj``
+        (S, K): the drawn modes (-1: none), ``C`` and the chips' projections ``U z``."""
         drawn, C = self.stages[stage].coefficients(rng, proj)
         U = self.modes.U
         return drawn, C, proj + C @ (U @ U.T)
@@ -238,9 +233,7 @@ class HybridRun:
             se_pred = math.sqrt(max(p * m2 - p_hi * p_hi, 0.0) / n)
         se_hi_used = max(se_hi, se_pred)
         se = math.sqrt(se_hi_used ** 2 + se_lo ** 2)
-        khat = float("nan")
-        if int(ind.sum()) >= 20:
-            khat = pareto_khat(logw[ind])
+        khat = pareto_khat(logw[ind]) if int(ind.sum()) >= 20 else float("nan")
         ess = float(f.sum() ** 2 / np.sum(f * f)) if np.any(f > 0) else 0.0
         top = float(f.max() / f.sum()) if np.any(f > 0) else float("nan")   # the largest chip's share
         return HybridProbability(p, se / p if p > 0 else float("inf"), p_hi, se_hi_used, p_lo, se_lo, r, n,
@@ -398,7 +391,7 @@ class HybridSampling:
                 for x, v in zip(lists, (cnt, proj, drawn, np.full(S, stage))):
                     x.append(v)
                 done += S
-                key = ("importance_first_stage", "importance_second_stage")[stage]
+                key = ("importance_first_stage", "importance_second_stage")[stage]     # seconds, summed
                 run.seconds[key] = run.seconds.get(key, 0.0) + time.perf_counter() - t0
                 if progress is not None:
                     progress(modes.evaluations + sus.evaluations + done, budget)   # draws, skipped ones included

@@ -188,7 +188,5 @@ class MeanShiftImportanceSampling:
         p = float(f.mean())
         se = float(f.std(ddof=1) / math.sqrt(N)) if N > 1 else float("nan")
         ess = float(f.sum() ** 2 / np.sum(f * f)) if np.any(f > 0) else 0.0
-        khat = float("nan")
-        if np.count_nonzero(ind) >= 20:
-            khat = pareto_khat(logw[ind])
+        khat = pareto_khat(logw[ind]) if np.count_nonzero(ind) >= 20 else float("nan")
         return WeightedEstimate(p, se, ess, khat, int(np.count_nonzero(ind)))

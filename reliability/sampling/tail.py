@@ -69,7 +69,7 @@ def _pick(method: str, estimator):
 
 def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: int = 20000, rng=0,
                   method: str = "auto", estimator=None, simulator: ChipSimulator | None = None,
-                  checkpoint=None, progress=None, client=None) -> TailResult:
+                  checkpoint=None, progress=None, client=None, backend: str = "numpy") -> TailResult:
     """Estimate P(accuracy <= a) for each ``a`` in ``below`` and the accuracy at each tail
     probability in ``quantiles``, using at most ``budget`` chip evaluations.
 
@@ -102,6 +102,10 @@ def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: i
         ``progress(evaluations, budget)``.
     client : distributed.Client, optional
         Evaluate chips on a Dask cluster (:func:`reliability.sampling.parallel.make_client`).
+    backend : str
+        Where the chips' products run (:class:`~reliability.cim.ChipSimulator`'s ``backend``:
+        ``"numpy"``, or ``"torch"``/``"torch:cpu"``/``"torch:cuda"`` with the optional PyTorch).
+        Ignored when ``simulator`` is given (it has its own).
 
     Returns
     -------
@@ -114,7 +118,7 @@ def estimate_tail(network, x, y, variation, *, below=(), quantiles=(), budget: i
     x = np.asarray(x)
     y = np.asarray(y).astype(np.int64)
     n = int(y.size)
-    sim = simulator or ChipSimulator(network, variation)
+    sim = simulator or ChipSimulator(network, variation, backend=backend)
     latent = LatentChips(sim)
     scorer = ChipScorer(sim, latent, x, y)
     if client is not None:
