@@ -69,8 +69,9 @@ class ChipScorer:
 
     def gradient(self, z: list[np.ndarray], k: int, T: float) -> tuple[float, list[np.ndarray]]:
         """The soft count's distance to the event ``n_correct <= k`` and its gradient at one chip
-        (:func:`reliability.cim.latent.soft_count_gradient`, temperature ``T``); one evaluation."""
-        out = soft_count_gradient(self.sim, self.latent, self.x, self.y, z, k, T)
+        (:func:`reliability.cim.latent.soft_count_gradient`, temperature ``T``, in the simulator's
+        dtype); one evaluation."""
+        out = soft_count_gradient(self.sim, self.latent, self.x, self.y, z, k, T, dtype=self.sim.dtype)
         self.evaluations += 1
         self.gradients += 1
         return out

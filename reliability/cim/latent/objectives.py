@@ -249,12 +249,12 @@ class MarginObjective:
         return loss, correct, grads, np.concatenate(margins, axis=1)
 
 
-def soft_count_gradient(simulator, latent: LatentChips, x, y, z, k, T):
+def soft_count_gradient(simulator, latent: LatentChips, x, y, z, k, T, dtype=np.float64):
     """``g(z) = soft count(z) - (k + 1/2)`` and its gradient in the latent space, for one chip ``z``
     (a block list with chip axis of length 1).
 
     The soft count is the sum over the evaluation samples ``(x, y)`` of ``sigmoid(margin / T)``;
-    gradients flow through the network's backward pass (in float64, without DAC/ADC) and the
+    gradients flow through the network's backward pass (in ``dtype``, without DAC/ADC) and the
     mapping, scaled by the programming variation's scale (:meth:`LatentChips.scale`; programming
     blocks only: the other blocks get zero gradient).  One chip evaluation: the caller counts it.
 
@@ -272,6 +272,11 @@ def soft_count_gradient(simulator, latent: LatentChips, x, y, z, k, T):
         Count threshold of the event ``n_correct <= k``.
     T : float
         Temperature of the sigmoid (logit units).
+    dtype : numpy dtype
+        Of the network's forward and backward pass (float64 by default; the tail estimators' mode
+        search uses the simulator's own, float32 unless the chip asks for float64: a search
+        direction needs no more, and on a CNN float64 costs 1.7 times as much).  The soft count
+        and the mapping's chain rule are summed in float64 either way.
 
     Returns
     -------
@@ -279,13 +284,13 @@ def soft_count_gradient(simulator, latent: LatentChips, x, y, z, k, T):
     grads : list of float64 arrays, one per latent block, shaped like ``z``
     """
     W = latent.weights(z)
-    logits, cache = simulator.network.forward(x, weights=W, keep=True, dtype=np.float64)
-    mg, dmg = margin(logits, y, grad=True)
+    logits, cache = simulator.network.forward(x, weights=W, keep=True, dtype=dtype)
+    mg, dmg = margin(logits.astype(np.float64), y, grad=True)
     mg = mg[0]
     sig = 1.0 / (1.0 + np.exp(-mg / T))
     g = float(sig.sum() - (k + 0.5))
     grad_logits = dmg[0] * (sig * (1 - sig) / T)[:, None]       # d soft count / d logits
-    gw = simulator.network.backward(cache, grad_logits[None], input_grad=False).weights
+    gw = simulator.network.backward(cache, grad_logits[None].astype(dtype), input_grad=False).weights
     grads = []
     for (kind, li, shape), b in zip(latent.blocks, z):
         if kind != "prog":
