@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cim import _best  # noqa: E402  (best of n wall times)
 
 SIGMA = 0.05
 BUDGET = 20_000
@@ -64,15 +65,6 @@ def lenet_case():
 
     proto, X, y = cases._fmnist_lenet5(N_EVAL)
     return load_onnx(proto), X, y
-
-
-def _best(fn, repeats: int) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def bare_products(net, X, S: int, rng):
@@ -214,10 +206,17 @@ def main(argv=None) -> int:
     ap.add_argument("--network", action="append", choices=["mlp", "lenet5"], help="default: both")
     ap.add_argument("--json", help="write the raw rows here")
     ap.add_argument("--results-dir", help="write tail_speed.json (results schema) in this folder")
+    ap.add_argument("--keep", action="append", default=[], metavar="ROWS.json",
+                    help="rows of an earlier run (its --json) to keep for the networks this run does not measure")
     args = ap.parse_args(argv)
     nets = {"mlp": mlp_case, "lenet5": lenet_case}
     fwd, tails = [], []
-    for name in args.network or ["mlp", "lenet5"]:
+    run_nets = args.network or ["mlp", "lenet5"]
+    for path in args.keep:
+        old = json.loads(Path(path).read_text())
+        fwd += [r for r in old["forward"] if r["network"] not in run_nets]
+        tails += [r for r in old["tail"] if r["network"] not in run_nets]
+    for name in run_nets:
         net, X, y = nets[name]()
         f = forward_rows(name, net, X, y)
         fwd.append(f)

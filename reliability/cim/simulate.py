@@ -428,15 +428,20 @@ class ChipSimulator:
         except KeyboardInterrupt:
             complete = False
         cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
-        diag = {}
+        return SimulationResult(cat(done, np.int64), cat(acc, np.float64), cat(loss, np.float64), cat(ncor, np.int64),
+                                int(len(y)), int(seed), time.perf_counter() - t0, S, complete,
+                                self.saturation_diagnostics(), "" if complete else "interrupted: partial result")
+
+    def saturation_diagnostics(self) -> dict:
+        """The fractions of DAC inputs and ADC outputs that saturated, over every product this
+        simulator has run (an entry only for a converter that is simulated)."""
         p = self.periphery.saturated
+        diag = {}
         if p["dac_total"]:
             diag["dac_saturated_fraction"] = p["dac"] / p["dac_total"]
         if p["adc_total"]:
             diag["adc_saturated_fraction"] = p["adc"] / p["adc_total"]
-        return SimulationResult(cat(done, np.int64), cat(acc, np.float64), cat(loss, np.float64), cat(ncor, np.int64),
-                                int(len(y)), int(seed), time.perf_counter() - t0, S, complete, diag,
-                                "" if complete else "interrupted: partial result")
+        return diag
 
     # ------------------------------------------------------------------ gradients
     def gradients(self, x, y, chips, seed: int = 0, loss: str = "cross_entropy"):

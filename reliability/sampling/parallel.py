@@ -182,12 +182,6 @@ def simulate_on_cluster(sim, x, y, n_chips: int, client, *, rng=0, chunk_size: i
             nxt = a + got[a].chip.size
         parts = keep
     cat = lambda f, dt: np.concatenate([getattr(r, f) for r in parts]).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
-    diag = {}
-    p = sim.periphery.saturated
-    if p["dac_total"]:
-        diag["dac_saturated_fraction"] = p["dac"] / p["dac_total"]
-    if p["adc_total"]:
-        diag["adc_saturated_fraction"] = p["adc"] / p["adc_total"]
     return SimulationResult(cat("chip", np.int64), cat("accuracy", np.float64), cat("loss", np.float64),
                             cat("n_correct", np.int64), int(len(y)), int(seed), time.perf_counter() - t0, S, complete,
-                            diag, "" if complete else "interrupted: partial result")
+                            sim.saturation_diagnostics(), "" if complete else "interrupted: partial result")

@@ -210,12 +210,7 @@ class _AnalogConv(_Op):
         buf = np.empty((min(nb, B), oh, ow, kh, kw, cg), dtype=dtype)
         for g in range(G):
             vg = v[..., g * cg:(g + 1) * cg] if G > 1 else v
-            Wk = self._to_hwc(ws[g])
-            if shared:  # (K', S*og), chip-major columns
-                Wk = np.broadcast_to(Wk, (S,) + Wk.shape[-2:]).transpose(1, 0, 2).reshape(Wk.shape[-2], -1)
-            b_g = rt.biases[self.first + g]
-            if b_g is not None:  # tiled over a row of pixels (and chips): long contiguous adds
-                b_g = np.tile(b_g, ow * (S if shared else 1))
+            Wk, b_g = self._kernel_and_bias(ws, rt, g, S, shared, ow)
             for si in range(s):
                 w = Wk if (shared or Wk.ndim == 2) else Wk[si]
                 for a in range(0, B, nb):
@@ -239,6 +234,16 @@ class _AnalogConv(_Op):
             return Y.reshape(B, oh, ow, S, O).transpose(3, 0, 4, 1, 2)
         return Y.reshape(S, B, oh, ow, O).transpose(0, 1, 4, 2, 3)
 
+    def _kernel_and_bias(self, ws, rt, g, S, shared, ow):
+        """Group ``g``'s weight rows in (kh, kw, C) order (with a shared input: one ``(K', S * og)``
+        matrix, chip-major columns) and its bias tiled over a row of pixels (and chips), for long
+        contiguous adds."""
+        Wk = self._to_hwc(ws[g])
+        if shared:
+            Wk = np.broadcast_to(Wk, (S,) + Wk.shape[-2:]).transpose(1, 0, 2).reshape(Wk.shape[-2], -1)
+        b = rt.biases[self.first + g]
+        return Wk, (None if b is None else np.tile(b, ow * (S if shared else 1)))
+
     def _forward_post(self, v, ws, rt, post, S, shared):
         """:meth:`_forward_direct` for one group with ``post`` applied to each block of samples; the
         result keeps the channels-last memory layout the unfused ops would give."""
@@ -247,12 +252,7 @@ class _AnalogConv(_Op):
         nb = self._block(oh, ow, dtype.itemsize)
         buf = np.empty((min(nb, B), oh, ow, kh, kw, self.cg), dtype=dtype)
         tb = np.empty((min(nb, B) * L, S * O if shared else O), dtype=dtype)
-        Wk = self._to_hwc(ws[0])
-        if shared:
-            Wk = np.broadcast_to(Wk, (S,) + Wk.shape[-2:]).transpose(1, 0, 2).reshape(Wk.shape[-2], -1)
-        b = rt.biases[self.first]
-        if b is not None:
-            b = np.tile(b, ow * (S if shared else 1))
+        Wk, b = self._kernel_and_bias(ws, rt, 0, S, shared, ow)
         sub = _PostRuntime()
         Z = None
         for si in range(s):

@@ -65,6 +65,15 @@ def _unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     return g.sum(axis=axes, keepdims=True) if axes else g
 
 
+def arithmetic(op_type: str, a, b):
+    """Add, Sub, Mul or Div of two aligned operands (numpy arrays or torch tensors alike)."""
+    if op_type == "Add":
+        return a + b
+    if op_type == "Sub":
+        return a - b
+    return a * b if op_type == "Mul" else a / b
+
+
 class _Binary(_Op):
     def __init__(self, op_type, name, inputs, outputs):
         self.op_type, self.name, self.inputs, self.outputs = op_type, name, tuple(inputs), tuple(outputs)
@@ -73,16 +82,7 @@ class _Binary(_Op):
         a, b = xs
         rank = max(a.ndim, b.ndim) - 1
         a2, b2 = _align(a, rank), _align(b, rank)
-        t = self.op_type
-        if t == "Add":
-            y = a2 + b2
-        elif t == "Sub":
-            y = a2 - b2
-        elif t == "Mul":
-            y = a2 * b2
-        else:
-            y = a2 / b2
-        return [y], (a2, b2, a.shape, b.shape)
+        return [arithmetic(self.op_type, a2, b2)], (a2, b2, a.shape, b.shape)
 
     def backward(self, saved, gy, need, rt):
         a2, b2, sa, sb = saved

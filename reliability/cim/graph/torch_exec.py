@@ -174,17 +174,11 @@ class TorchForward:
         return x
 
     def _binary(self, op, xs):
-        from reliability.cim.graph.ops_elementwise import _align
+        from reliability.cim.graph.ops_elementwise import _align, arithmetic
 
         a, b = xs
         rank = max(a.ndim, b.ndim) - 1
-        a2, b2 = _align(a, rank), _align(b, rank)
-        t = op.op_type
-        if t == "Add":
-            return a2 + b2
-        if t == "Sub":
-            return a2 - b2
-        return a2 * b2 if t == "Mul" else a2 / b2
+        return arithmetic(op.op_type, _align(a, rank), _align(b, rank))
 
     def _softmax(self, op, xs):
         x = xs[0]
