@@ -208,14 +208,16 @@ def main(argv=None) -> int:
     ap.add_argument("--results-dir", help="write tail_speed.json (results schema) in this folder")
     ap.add_argument("--keep", action="append", default=[], metavar="ROWS.json",
                     help="rows of an earlier run (its --json) to keep for the networks this run does not measure")
+    ap.add_argument("--note", action="append", default=[], help="a note for the results file (say where kept rows "
+                    "come from)")
     args = ap.parse_args(argv)
     nets = {"mlp": mlp_case, "lenet5": lenet_case}
     fwd, tails = [], []
     run_nets = args.network or ["mlp", "lenet5"]
-    for path in args.keep:
+    for path in args.keep:     # rows this run does not measure (with --forward-only: every tail row)
         old = json.loads(Path(path).read_text())
         fwd += [r for r in old["forward"] if r["network"] not in run_nets]
-        tails += [r for r in old["tail"] if r["network"] not in run_nets]
+        tails += [r for r in old["tail"] if r["network"] not in run_nets or args.forward_only]
     for name in run_nets:
         net, X, y = nets[name]()
         f = forward_rows(name, net, X, y)
@@ -228,10 +230,12 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"forward": fwd, "tail": tails}, indent=2) + "\n")
     if args.results_dir:
-        if args.forward_only:
-            ap.error("--results-dir needs the tail runs (drop --forward-only)")
+        if not tails:
+            ap.error("--results-dir needs tail rows: drop --forward-only, or --keep an earlier run's rows")
         path = Path(args.results_dir) / "tail_speed.json"
-        path.write_text(json.dumps(results_doc(fwd, tails, argv), indent=2) + "\n")
+        doc = results_doc(fwd, tails, argv)
+        doc["notes"] += args.note
+        path.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {path}")
     return 0
 
