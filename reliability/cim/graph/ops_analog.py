@@ -41,6 +41,26 @@ class _PostRuntime:
     consumable = frozenset((0,))
 
 
+#: activations that never decrease (``f(a) <= f(b)`` whenever ``a <= b``, in float32 too): they
+#: commute with a max over a window
+_MONOTONE = ("Relu", "Sigmoid", "Tanh", "Identity", "Dropout")
+
+
+def _is_max_pool(op) -> bool:
+    return getattr(op, "op_type", "") == "MaxPool"
+
+
+def _pool_first(post: list) -> list:
+    """``post`` with a non-decreasing activation followed by a MaxPool swapped: the pool then the
+    activation give the same numbers (``f(max a) = max f(a)``) on a quarter of the values."""
+    post = list(post)
+    if (len(post) >= 2 and _is_max_pool(post[1])
+            and (getattr(post[0], "op_type", "") in _MONOTONE
+                 or (getattr(post[0], "op_type", "") == "LeakyRelu" and post[0].alpha >= 0))):
+        post[0], post[1] = post[1], post[0]
+    return post
+
+
 class _AnalogDense(_Op):
     """Gemm/MatMul with a constant weight: ``y = x @ W + b`` over the last axis.
 
@@ -246,13 +266,17 @@ class _AnalogConv(_Op):
 
     def _forward_post(self, v, ws, rt, post, S, shared):
         """:meth:`_forward_direct` for one group with ``post`` applied to each block of samples; the
-        result keeps the channels-last memory layout the unfused ops would give."""
+        result is channels-last in memory, chip-major."""
         s, B, oh, ow, kh, kw, _ = v.shape
         O, L, dtype = self.out_channels, oh * ow, v.dtype
         nb = self._block(oh, ow, dtype.itemsize)
         buf = np.empty((min(nb, B), oh, ow, kh, kw, self.cg), dtype=dtype)
         tb = np.empty((min(nb, B) * L, S * O if shared else O), dtype=dtype)
         Wk, b = self._kernel_and_bias(ws, rt, 0, S, shared, ow)
+        post = _pool_first(post)
+        late_bias = None        # the bias after a leading MaxPool: max(a + c) = max(a) + c exactly
+        if b is not None and post and _is_max_pool(post[0]):
+            late_bias, b = rt.biases[self.first].reshape(1, 1, O, 1, 1), None
         sub = _PostRuntime()
         Z = None
         for si in range(s):
@@ -268,12 +292,13 @@ class _AnalogConv(_Op):
                 # the block as the ops see it: (chips, samples, O, oh, ow), channels-last in memory
                 y = (t.reshape(n, oh, ow, S, O).transpose(3, 0, 4, 1, 2) if shared
                      else t.reshape(1, n, oh, ow, O).transpose(0, 1, 4, 2, 3))
-                for op in post:     # every array here is this block's scratch: ops may overwrite it
+                for k, op in enumerate(post):   # every array here is this block's scratch: ops may overwrite it
                     y = op.forward([y], sub)[0][0]
-                if Z is None:
+                    if k == 0 and late_bias is not None:
+                        y += late_bias
+                if Z is None:   # chip-major channels-last: what the next convolution reads without a copy
                     c, ph, pw = y.shape[2:]
-                    Z = (np.empty((B, ph, pw, S, c), dtype=y.dtype).transpose(3, 0, 4, 1, 2) if shared
-                         else np.empty((S, B, ph, pw, c), dtype=y.dtype).transpose(0, 1, 4, 2, 3))
+                    Z = np.empty((S, B, ph, pw, c), dtype=y.dtype).transpose(0, 1, 4, 2, 3)
                 np.copyto(Z[:, a:a + n] if shared else Z[si:si + 1, a:a + n], y)
         return Z
 
