@@ -21,7 +21,7 @@ SETUP_COMMANDS = [
     "pip install -e . && reliability demo",
     "pip install -e '.[test]' && python -m pytest -q",
 ]
-PAGES = ["install", "tour", "cli", "architecture", "device-model", "fitting", "bayesian-fit", "core",
+PAGES = ["install", "tour", "cli", "architecture", "device-model", "fitting", "bayesian-fit", "core", "speed",
          "tail-estimation", "worst-case", "mitigation", "reports", "benchmark-suite", "results", "api"]
 
 # a number as written on the page: 1,990  0.063  1.44e-05  1e-4 (a sign is not part of it)
