@@ -5,9 +5,9 @@ splitting a batch into chunks evaluated on different workers changes nothing in 
 ``make_client(workers=N)`` starts a local cluster (one single-threaded process per worker);
 ``make_client(scheduler=ADDRESS)`` joins an existing one.  :func:`simulate_on_cluster` is
 :meth:`ChipSimulator.evaluate <reliability.cim.ChipSimulator.evaluate>` over workers, each task a
-whole number of the serial run's chunks, so every chip sees the same products as in the serial run.  Dask is optional (the ``[dask]`` extra) and
-imported only here, when a client is made.  The simulator, latent map and evaluation data are sent to every
-worker once.
+whole number of the serial run's chunks, so every chip sees the same products as in the serial run.
+Dask is optional (the ``[dask]`` extra) and imported only here, when a client is made.  The
+simulator, latent map and evaluation data are sent to every worker once.
 """
 
 from __future__ import annotations
