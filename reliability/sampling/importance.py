@@ -7,8 +7,9 @@ on ``g(z) = soft count(z) - (k + 1/2)`` (soft count: sum over samples of sigmoid
 with gradients from the network's backward pass through the mapping.  Weights are
 ``w = 1 / (a + (1 - a) exp(mu . z - |mu|^2 / 2))``; any ``mu`` gives an unbiased estimate, the design
 point only makes it efficient.  Diagnostics: effective sample size of the weighted indicators and
-the Pareto shape k-hat of their largest weights (PSIS, :func:`~reliability.sampling.verdicts.pareto_khat`): k-hat > 0.7 means the variance
-estimate, and hence the interval, cannot be trusted.
+the Pareto shape k-hat of their largest weights (PSIS,
+:func:`~reliability.sampling.verdicts.pareto_khat`): k-hat > 0.7 means the variance estimate, and
+hence the interval, cannot be trusted.
 
 Measured findings (docs/tail-estimation.md): in 10^3..10^5 latent dimensions a single mean shift
 misses much of the failure mass; this estimator is kept as a swappable strategy and compared with
@@ -130,7 +131,8 @@ class MeanShiftImportanceSampling:
             if e.n_in_event < MIN_EVENTS:
                 reasons.append(f"only {e.n_in_event} weighted chips in the event (< {MIN_EVENTS})")
             if math.isfinite(khat) and khat > MAX_KHAT:
-                reasons.append(f"Pareto k-hat {khat:.2f} > {MAX_KHAT}: weights too heavy-tailed for a trustworthy variance")
+                reasons.append(f"Pareto k-hat {khat:.2f} > {MAX_KHAT}: weights too heavy-tailed for a trustworthy "
+                               "variance")
             if ess < 30:
                 reasons.append(f"effective sample size {ess:.0f} < 30")
             if hidden:
