@@ -47,9 +47,10 @@ def test_projection_mixture_draws_its_density_and_the_prior_given_t():
     pm = _mixture(G)
     n = 200_000
     flat = rng.standard_normal((n, dim))
-    drawn, proj = pm.draw(rng, flat, U)
+    drawn, C = pm.coefficients(rng, flat @ U.T)
+    flat += C @ U                                                 # the chips z = xi + C U
+    proj = flat @ U.T
     assert np.all(drawn == -1)
-    assert np.allclose(proj, flat @ U.T)
     # the projections follow the mixture: its mean and covariance
     mu = pm.weights @ pm.means
     cov = sum(w * (c @ c.T + np.outer(m, m)) for w, m, c in zip(pm.weights, pm.means, pm.chols)) - np.outer(mu, mu)
@@ -80,8 +81,8 @@ def test_blended_stage_weights_are_unbiased_inside_h():
     run.stages = [q1, StageBlend([q1, _mixture(U @ U.T)], np.array([0.4, 0.6]))]
     n = 200_000
     flat = rng.standard_normal((2 * n, dim))
-    p0 = run.place(rng, flat[:n], 0)[1]
-    p1 = run.place(rng, flat[n:], 1)[1]
+    p0 = run.place(rng, flat[:n] @ U.T, 0)[2]
+    p1 = run.place(rng, flat[n:] @ U.T, 1)[2]
     proj = np.concatenate([p0, p1])
     run.stage = np.repeat([0, 1], [n, n])
     inside = ~run.outside(proj)

@@ -1,6 +1,6 @@
 """The optional torch backend (:mod:`reliability.cim.graph.torch_exec`) on the CPU: the same chips
 as the numpy backend (drawn by the numpy core), logits within float32 rounding, the same counts of
-correct samples, the same tail estimate; clear errors where it does not apply."""
+correct samples, a tail estimate within its error; clear errors where it does not apply."""
 
 from __future__ import annotations
 
@@ -83,15 +83,21 @@ def test_simulator_on_torch_gives_the_numpy_chips(public_case):
     np.testing.assert_array_equal(c.n_correct, a.n_correct[:5])
 
 
-def test_tail_estimate_on_torch_matches_numpy(public_case):
+def test_tail_estimate_on_torch_agrees_with_numpy(public_case):
+    """The same seed on both backends: the chips are the same, but a margin a rounding apart can flip
+    a Markov chain's accept/reject decision, after which the runs draw different chips (seen: 3 %
+    apart, 0.25 standard errors, on one machine; identical on another).  So the check is agreement
+    within the estimates' own error, not equality."""
     from reliability.sampling import estimate_tail
 
     kw = dict(below=[0.88], budget=2500, rng=1)
     a = estimate_tail(public_case.network, public_case.X, public_case.y, "weight-gaussian:sigma=0.05", **kw)
     b = estimate_tail(public_case.network, public_case.X, public_case.y, "weight-gaussian:sigma=0.05",
                       backend="torch:cpu", **kw)
-    assert b.evaluations == a.evaluations
-    assert b.estimates[0].probability == pytest.approx(a.estimates[0].probability, rel=1e-6)
+    ea, eb = a.estimates[0], b.estimates[0]
+    assert ea.reliable and eb.reliable
+    assert abs(ea.probability - eb.probability) <= 2 * np.hypot(ea.std_error, eb.std_error)
+    assert abs(a.evaluations - b.evaluations) <= 0.01 * a.evaluations
 
 
 def test_backend_errors_name_the_fix(public_case):
