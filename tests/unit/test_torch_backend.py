@@ -113,3 +113,17 @@ def test_backend_errors_name_the_fix(public_case):
     if not torch.cuda.is_available():
         with pytest.raises(ReliabilityError, match="no CUDA device"):
             ChipSimulator(net, "weight-gaussian:sigma=0.05", backend="torch:cuda")
+
+
+def test_host_ops_name_every_op_run_on_the_host():
+    """A dilated AveragePool has no torch version here: it runs on the host, is listed as such, and
+    the logits are numpy's."""
+    rng = np.random.default_rng(4)
+    nodes = [GraphNode("AveragePool", "p", ["x"], ["h"], {"kernel_shape": [2, 2], "dilations": [2, 2]}),
+             GraphNode("Flatten", "f", ["h"], ["h2"], {"axis": 1}), GraphNode("MatMul", "m", ["h2", "F"], ["y"])]
+    net = build_network(nodes, {"F": rng.standard_normal((16, 3)).astype(np.float32)}, input_name="x",
+                        input_shape=(1, 6, 6), output_name="y")
+    X = rng.standard_normal((4, 1, 6, 6)).astype(np.float32)
+    a, b, tf = _forward_both(net, X, [None])
+    assert tf.host_ops == ["AveragePool"]
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * np.abs(a).max())

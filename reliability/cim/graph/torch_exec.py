@@ -64,9 +64,16 @@ class TorchForward:
                       ops_elementwise._Unary: self._unary, ops_elementwise._Binary: self._binary,
                       ops_elementwise._Softmax: self._softmax, ops_elementwise._Flatten: self._flatten,
                       ops_pool._Pool: self._pool, ops_pool._GlobalAveragePool: self._global_pool}
-        self.host_ops = sorted({op.op_type for op in network.ops if type(op) not in self._impl
-                                or (type(op) is ops_pool._Pool and op.win.nd != 2)
-                                or (type(op) is ops_analog._AnalogConv and op.win.nd != 2)})
+        self.host_ops = sorted({op.op_type for op in network.ops if self._implementation(op) is None})
+
+    def _implementation(self, op):
+        """This op's torch version, or None when it runs on the host: an op type without one, a 1-D
+        window (convolution, pooling), a dilated AveragePool."""
+        impl = self._impl.get(type(op))
+        win = getattr(op, "win", None)
+        if win is not None and (win.nd != 2 or (op.op_type == "AveragePool" and win.d2 != (1, 1))):
+            return None
+        return impl
 
     def tensor(self, a, dtype):
         a = np.ascontiguousarray(a, dtype=dtype)
@@ -93,14 +100,13 @@ class TorchForward:
         with self.torch.inference_mode():
             for i, op in enumerate(net.ops):
                 xs = [env[n] if n else None for n in op.inputs]
-                impl = self._impl.get(type(op))
-                y = impl(op, xs) if impl is not None else None
-                if y is None:       # an op without a torch version here: numpy on the host
+                impl = self._implementation(op)
+                if impl is None:    # an op without a torch version here: numpy on the host
                     host = [None if a is None else a.cpu().numpy() for a in xs]
                     ys, _ = op.forward(host, _HostRuntime(ws, bs, x.shape[0], net._declared_batch))
                     ys = [self.tensor(a, dtype) if isinstance(a, np.ndarray) else a for a in ys]
                 else:
-                    ys = [y]
+                    ys = [impl(op, xs)]
                 for n, v in zip(op.outputs, ys):
                     if n:
                         env[n] = v
@@ -125,8 +131,6 @@ class TorchForward:
         return y.transpose(-1, -2) if op.swap_out else y
 
     def _conv(self, op, xs):
-        if op.win.nd != 2:
-            return None
         F = self.torch.nn.functional
         x = xs[0]                                   # (s, B, C, H, W)
         s, B, C, H, Wd = x.shape
@@ -191,8 +195,6 @@ class TorchForward:
         return op.forward(xs, None)[0][0]          # a reshape: the same on tensors
 
     def _pool(self, op, xs):
-        if op.win.nd != 2:
-            return None
         F = self.torch.nn.functional
         x = xs[0]
         s, B, C, H, Wd = x.shape
@@ -203,8 +205,6 @@ class TorchForward:
         if op.op_type == "MaxPool":
             y = F.max_pool2d(F.pad(x4, pad, value=-float("inf")), op.win.k2, op.win.s2, dilation=op.win.d2)
         else:
-            if op.win.d2 != (1, 1):
-                return None
             cnt = self.tensor(op._counts(H, Wd, geo, self._dtype), self._dtype)
             k = op.win.k2[0] * op.win.k2[1]
             y = F.avg_pool2d(F.pad(x4, pad), op.win.k2, op.win.s2) * k / cnt
