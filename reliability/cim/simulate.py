@@ -23,6 +23,7 @@ from reliability.cim._kernels import correct_and_loss
 from reliability.cim.mapping import LayerMapping, Periphery
 from reliability.cim.graph import margin, softmax_cross_entropy
 from reliability.cim.spec import ChipSpec, parse_variation
+from reliability.devices.batched import chip_keys
 from reliability.devices.prepared import PreparedArray
 from reliability.devices.verify import acceptance as verify_acceptance
 from reliability.errors import ReliabilityError
@@ -146,6 +147,7 @@ class ChipSimulator:
         self._probe: dict = {}    # input shape -> traced bytes per chip and sample (chunk sizing)
         self.backend = str(backend)
         self._torch = self._make_backend(self.backend)
+        self._batch_counts = self._batch_plan()
 
     def __getstate__(self):   # pickled for Dask workers: the lock and the draw cache stay behind
         state = self.__dict__.copy()
@@ -204,15 +206,16 @@ class ChipSimulator:
         """The weights the chip would hold with noiseless devices (mapping round trip)."""
         return [m.Wq for m in self.maps]
 
-    def _buffer(self, li: int, p) -> np.ndarray:
-        """A per-thread scratch array for layer ``li``'s conductances (reused chip after chip: no
-        fresh pages to fault in for every chip)."""
+    def _buffer(self, li: int, p, chips: int = 0) -> np.ndarray:
+        """A per-thread scratch array for layer ``li``'s conductances, of one chip or of a block of
+        ``chips`` (reused: no fresh pages to fault in for every chip)."""
         bufs = getattr(self._local, "bufs", None)
         if bufs is None:
             bufs = self._local.bufs = {}
-        b = bufs.get(li)
-        if b is None or b.shape != p.shape or b.dtype != p.dtype:
-            b = bufs[li] = np.empty(p.shape, dtype=p.dtype)
+        shape = ((chips,) if chips else ()) + p.shape
+        b = bufs.get((li, chips))
+        if b is None or b.shape != shape or b.dtype != p.dtype:
+            b = bufs[(li, chips)] = np.empty(shape, dtype=p.dtype)
         return b
 
     def prepared_for(self, j: int) -> list[PreparedArray]:
@@ -277,6 +280,52 @@ class ChipSimulator:
         return ChipDraw(int(i), weights, levels if self._keep_levels else None, alphas if comp else None,
                         gs if keep_conductances else None)
 
+    def _batch_plan(self) -> list[int] | None:
+        """Per analog layer, the generator keys a chip's devices consume when every layer can be
+        drawn for a block of chips at once (:meth:`PreparedArray.sample_batch`), else None."""
+        if self.n_posterior or self.spec.periphery.drift_compensation or self.spares:
+            return None
+        counts = [p.batch_keys(self.spec.time_s) for p in self.prepared]
+        return None if any(c is None for c in counts) else counts
+
+    def _draw_batch(self, chips: np.ndarray, seed: int, stacked: list) -> list[ChipDraw]:
+        """Draw a block of chips by compiled loops over chips (the same chips as :meth:`draw_chip`,
+        bit for bit): the chips' keys at once, then each layer's devices in blocks of a few hundred
+        kilobytes (kept in cache while they are decoded), blocks spread over the threads."""
+        counts = self._batch_counts
+        keys = chip_keys(seed, chips, sum(counts))
+        S = len(chips)
+        offsets = np.cumsum([0] + counts)
+        levels = ([np.empty((S,) + (m.targets.shape[1] if m.kind == "device" else 1, m.K, m.N), dtype=self.dtype)
+                   for m in self.maps] if self._keep_levels else None)
+        t = self.spec.time_s
+
+        def block(a: int, b: int) -> None:
+            for li, (m, p) in enumerate(zip(self.maps, self.prepared)):
+                k = np.ascontiguousarray(keys[a:b, offsets[li]:offsets[li + 1]])
+                dest = stacked[li][a:b]
+                if m.kind == "weight" and m.targets.shape[0] == 1:      # the draws are the weights, rescaled
+                    g = p.sample_batch(k, t, dest.reshape((b - a,) + p.shape))
+                    if levels is not None:
+                        levels[li][a:b] = m.slice_levels(g)
+                    np.multiply(dest, self.dtype.type(m.coef[0, 0]), out=dest)
+                else:
+                    g = p.sample_batch(k, t, self._buffer(li, p, b - a))
+                    if levels is not None:
+                        levels[li][a:b] = m.slice_levels(g)
+                    m.decode(g, out=dest)
+
+        step = max(1, min(256, (1 << 18) // max(1, max(p.size for p in self.prepared))))
+        bounds = [(a, min(S, a + step)) for a in range(0, S, step)]
+        if self.threads <= 1 or len(bounds) == 1:
+            for a, b in bounds:
+                block(a, b)
+        else:
+            with ThreadPoolExecutor(self.threads) as ex:
+                list(ex.map(lambda ab: block(*ab), bounds))
+        return [ChipDraw(int(i), [w[k] for w in stacked], None if levels is None else [lv[k] for lv in levels],
+                         stack=stacked, slot=k) for k, i in enumerate(chips)]
+
     def draw_chips(self, chips, seed: int, keep_conductances: bool = False, out: list | None = None) -> list[ChipDraw]:
         """Draw several chips (in parallel threads); their weights share one stacked array per layer
         (``out``: per-layer (>= n_chips, K, N) arrays to hold them, else fresh ones)."""
@@ -285,6 +334,8 @@ class ChipSimulator:
             stacked = [o[:len(chips)] for o in out]
         else:
             stacked = [np.empty((len(chips), m.K, m.N), dtype=self.dtype) for m in self.maps]
+        if self._batch_counts is not None and not keep_conductances and chips:
+            return self._draw_batch(np.array(chips, dtype=np.int64), int(seed), stacked)
 
         def one(k):
             d = self.draw_chip(chips[k], seed, keep_conductances, out=[w[k] for w in stacked])

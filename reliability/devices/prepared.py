@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reliability.devices import batched as _batched
 from reliability.devices import fastrandom as _fr
 from reliability.devices.fastrandom import standard_normal
 from reliability.devices.components import EmpiricalVariation
@@ -86,6 +87,7 @@ class PreparedArray:
         if r is not None:
             self._q = r.q(flat).astype(self.dtype).reshape(self.shape)
         self._fused = None         # flat float32 parameter arrays for sample_fused, built on first use
+        self._batch = None         # the same for sample_batch
         self._qR: dict = {}        # read-time factor R -> q sqrt(R) (a dict: safe across threads)
         s = model.stuck
         self._stuck = s is not None and (s.p_low > 0 or s.p_high > 0)
@@ -233,6 +235,71 @@ class PreparedArray:
         if gain != 1.0:
             out *= np.float32(gain)
         return out
+
+    # ------------------------------------------------------------------ blocks of chips
+    def batch_keys(self, time_s: float) -> int | None:
+        """How many generator keys one chip of this array consumes when :meth:`sample_batch` can
+        draw it (the draws are all normal fills: no chip gain, stuck-at faults, write-verify,
+        non-normal or log-normal programming, and drift only where the fused kernel applies or
+        at a read time without drift), else None (draw chip by chip)."""
+        m = self.model
+        if not (_batched.HAVE_NUMBA and self.dtype == np.float32) or m.chip_gain is not None or self._stuck:
+            return None
+        if self.accept is not None or self._kind not in (None, "additive") or (self._kind and not self._normal):
+            return None
+        if self.fused_ok(time_s):
+            return 3
+        if m.drift is not None and float(m.drift.log_factor(time_s)) > 0:
+            return None
+        read = m.read_noise is not None and float(m.read_noise.time_factor(time_s)) > 0
+        return int(self._kind is not None) + int(m.drift is not None) + int(read)
+
+    def sample_batch(self, keys: np.ndarray, time_s: float, out: np.ndarray) -> np.ndarray:
+        """Draw a block of chips: ``keys`` (S, :meth:`batch_keys`) uint64 from
+        :func:`~reliability.devices.batched.chip_keys` (this array's keys, in the order the chip's
+        generator gives them), ``out`` (S, *shape) float32 receives the conductances.  Each chip
+        is bit-identical to :meth:`sample` (or :meth:`sample_fused`) on the chip's generator."""
+        m = self.model
+        S = keys.shape[0]
+        flat_out = out.reshape(S, -1)
+        fl = self._batch_arrays()
+        if self.fused_ok(time_s):
+            R = float(m.read_noise.time_factor(time_s))
+            qR = np.ascontiguousarray(np.broadcast_to(self._q_at(R), self.shape)).reshape(-1)
+            _batched._fused_chips(keys, 0, fl["T_loc"], fl["scale"], fl["nu_mean"], fl["nu_std"], bool(m.drift.fold),
+                                  np.float32(-float(m.drift.log_factor(time_s))), qR, np.float32(m.floor), flat_out)
+            return out
+        k = 0
+        kp = -1
+        if self._kind is not None:
+            kp, k = 0, 1
+        if m.drift is not None:
+            k += 1                    # the drift exponents' key: drawn, unused at a read without drift
+        R = float(m.read_noise.time_factor(time_s)) if m.read_noise is not None else 0.0
+        kr = k if R > 0 else -1
+        qR = (np.ascontiguousarray(np.broadcast_to(self._q_at(R), self.shape)).reshape(-1) if R > 0
+              else fl["zeros"])
+        floor = m.floor
+        _batched._program_chips(keys, kp, kr, fl["T"], fl["scale"], fl["loc"], self._kind is not None and
+                                self._loc is not None, np.float32(0.0 if floor is None else floor), floor is not None,
+                                qR, not (floor is not None and floor >= 0), flat_out)
+        return out
+
+    def _batch_arrays(self) -> dict:
+        got = self._batch
+        if got is None:
+            flat = lambda a: np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float32), self.shape)).reshape(-1)
+            zeros = np.zeros(self.size, dtype=np.float32)
+            prog = self._kind is not None
+            got = self._batch = {
+                "T": flat(self.targets), "zeros": zeros,
+                "scale": flat(self._scale) if prog else zeros,
+                "loc": flat(self._loc) if prog and self._loc is not None else zeros,
+                "T_loc": flat(self.targets if not prog or self._loc is None else self.targets + self._loc),
+                "nu_mean": flat(self._nu_mean) if self.model.drift is not None else zeros,
+                "nu_std": flat(self._nu_std) if self.model.drift is not None else zeros,
+            }
+        return got
 
     def _q_at(self, R: float) -> np.ndarray:
         got = self._qR.get(R)

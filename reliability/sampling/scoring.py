@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reliability.cim.graph import margin
+from reliability.cim import correct_and_margins
 from reliability.cim.latent import soft_count_gradient
 
 __all__ = ["ChipScorer"]
@@ -44,7 +44,7 @@ class ChipScorer:
             part = [b[s0:s0 + self.chunk] for b in z]
             W, levels = self.latent.weights(part, with_levels=True) if adc else (self.latent.weights(part), None)
             logits = self.sim.forward_weights(self.x, W, levels)
-            yield s0, (np.argmax(logits, axis=-1) == self.y[None, :]).sum(axis=1), margin(logits, self.y)
+            yield (s0, *correct_and_margins(logits, self.y))
 
     def counts_and_margins(self, z: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         S = z[0].shape[0]

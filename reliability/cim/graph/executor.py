@@ -79,10 +79,10 @@ class Network:
     def _fusions(self) -> dict:
         """``{i: [j, ...]}``: convolution ``i`` (2-D, one group) followed by per-sample ops ``j``
         (activations, 2-D pooling), each reading only its predecessor's output, which nothing else
-        reads.  A forward without hook or cache runs such a chain block by block
+        reads; or a dense layer ``i`` followed by a ReLU ``i + 1`` (bias and ReLU in one pass).  A forward without hook or cache runs such a chain block by block
         (:meth:`_AnalogConv.forward_fused`): the convolution's full output, the largest array of a
         CNN, is never written (measured on LeNet-5: see ``benchmarks/results/``)."""
-        from reliability.cim.graph.ops_analog import _AnalogConv
+        from reliability.cim.graph.ops_analog import _AnalogConv, _AnalogDense
         from reliability.cim.graph.ops_elementwise import _Unary
         from reliability.cim.graph.ops_pool import _Pool
 
@@ -93,6 +93,12 @@ class Network:
                     uses[n] = uses.get(n, 0) + 1
         out = {}
         for i, op in enumerate(self._ops):
+            if isinstance(op, _AnalogDense) and not op.swap_out and i + 1 < len(self._ops):
+                val, nxt = op.outputs[0], self._ops[i + 1]
+                if (val != self._output_name and uses.get(val) == 1 and getattr(nxt, "op_type", "") == "Relu"
+                        and tuple(n for n in nxt.inputs if n) == (val,)):
+                    out[i] = [i + 1]
+                continue
             if not isinstance(op, _AnalogConv) or op.group != 1 or op.win.nd != 2:
                 continue
             chain, j = [], i

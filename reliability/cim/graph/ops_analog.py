@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reliability.cim._kernels import bias_activation
 from reliability.cim.graph.ir import _Op
 from reliability.cim.graph.window import _pad_nhwc
 from reliability.errors import ModelSpecError
@@ -72,7 +73,7 @@ class _AnalogDense(_Op):
         self.op_type, self.name, self.inputs, self.outputs = op_type, name, tuple(inputs), tuple(outputs)
         self.index, self.swap_in, self.swap_out = index, swap_in, swap_out
 
-    def forward(self, xs, rt):
+    def forward(self, xs, rt, relu: bool = False):
         x = xs[0]
         if self.swap_in:
             if x.ndim < 3:
@@ -87,11 +88,24 @@ class _AnalogDense(_Op):
         lead = x.shape[1:-1]
         X = x.reshape(x.shape[0], -1, K)
         Y = rt.product(self.index, X)
-        Y = rt.add_bias(self.index, Y)
+        b = rt.biases[self.index]
+        if rt.matmul is None and Y.flags.c_contiguous and (b is None or b.dtype == Y.dtype):
+            Y = bias_activation(Y, b, relu)            # our own fresh product: in place, one pass
+        else:
+            Y = rt.add_bias(self.index, Y)
+            if relu:
+                np.maximum(Y, 0, out=Y)
         y = Y.reshape((Y.shape[0],) + lead + (Y.shape[-1],))
         if self.swap_out:
             y = np.swapaxes(y, -1, -2)
         return [y], (X, rt.weights[self.index], lead)
+
+    def forward_fused(self, xs, rt, post):
+        """Forward followed by a ReLU (``post``), applied with the bias in one pass over the
+        output; the same float32 numbers as the ops one by one."""
+        if len(post) != 1 or getattr(post[0], "op_type", "") != "Relu" or self.swap_out:
+            return None
+        return self.forward(xs, rt, relu=True)[0][0]
 
     def backward(self, saved, gy, need, rt):
         X, W, lead = saved
