@@ -89,10 +89,10 @@ class CountingScorer:
 
 class LatentView:
     """The chips' latent space without the simulator behind it: ``dim``, ``blocks``, ``dtype``,
-    ``draw``, ``draw_chip``, ``stack``, ``take`` and ``pcn`` of
+    ``draw``, ``draw_chip``, ``draw_chips``, ``stack``, ``take`` and ``pcn`` of
     :class:`~reliability.cim.latent.LatentChips`."""
 
-    _PUBLIC = ("dim", "blocks", "dtype", "draw", "draw_chip", "stack", "take", "pcn")
+    _PUBLIC = ("dim", "blocks", "dtype", "draw", "draw_chip", "draw_chips", "stack", "take", "pcn")
 
     def __init__(self, latent):
         object.__setattr__(self, "_latent", latent)

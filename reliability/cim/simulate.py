@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import polars as pl
 
 from reliability.cim._kernels import correct_and_loss
 from reliability.cim.mapping import LayerMapping, Periphery
@@ -80,7 +79,10 @@ class SimulationResult:
     diagnostics: dict = field(default_factory=dict)
     message: str = ""
 
-    def to_polars(self) -> pl.DataFrame:
+    def to_polars(self):
+        """The chips as a polars DataFrame (chip, accuracy, loss, n_correct)."""
+        import polars as pl
+
         return pl.DataFrame({"chip": self.chip.astype(np.int64), "accuracy": self.accuracy.astype(np.float64),
                              "loss": self.loss.astype(np.float64), "n_correct": self.n_correct.astype(np.int64)})
 

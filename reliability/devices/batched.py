@@ -33,7 +33,7 @@ import numpy as np
 from reliability.devices import fastrandom as _fr
 from reliability.streams import chip_rng
 
-__all__ = ["chip_keys", "HAVE_NUMBA"]
+__all__ = ["chip_keys", "normal_rows", "HAVE_NUMBA"]
 
 _M32_INT = 0xFFFFFFFF
 # numpy's SeedSequence (numpy/random/bit_generator.pyx): pool of 4 words, 32-bit hashes
@@ -216,6 +216,16 @@ try:  # pragma: no cover - exercised implicitly
                     out[s, i + 1] = _one_device(a1, b1, c1, T[i + 1], scale[i + 1], nu_mean[i + 1], nu_std[i + 1],
                                                 sgn, negL, qR[i + 1], floor)
 
+    @njit(nogil=True, cache=True)
+    def _fill_rows32(keys, out):
+        for s in range(out.shape[0]):
+            _fr._fill32(keys[s], out[s])
+
+    @njit(nogil=True, cache=True)
+    def _fill_rows64(keys, out):
+        for s in range(out.shape[0]):
+            _fr._fill64(keys[s], out[s])
+
     HAVE_NUMBA = True
 except Exception:  # numba missing or broken: the chips are drawn one at a time by PreparedArray
     HAVE_NUMBA = False
@@ -233,3 +243,21 @@ def chip_keys(seed: int, chips, n: int) -> np.ndarray:
     keys = np.empty((chips.size, int(n)), dtype=np.uint64)
     _chip_keys(np.array(_words(seed), dtype=np.uint64), chips, int(n), keys)
     return keys
+
+
+def normal_rows(keys: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Fill row ``s`` of ``out`` (S, n), float32 or float64, with the normals
+    :func:`~reliability.devices.fastrandom.standard_normal` gives for the key ``keys[s]``
+    (``keys`` from :func:`chip_keys`); returns ``out``."""
+    keys = np.ascontiguousarray(keys, dtype=np.uint64).reshape(-1)
+    if not out.flags.c_contiguous or out.dtype not in (np.float32, np.float64):
+        raise ValueError(f"normal_rows fills a C-contiguous float32 or float64 array; got {out.dtype}.")
+    flat = out.reshape(out.shape[0], -1)
+    if HAVE_NUMBA:
+        (_fill_rows32 if out.dtype == np.float32 else _fill_rows64)(keys, flat)
+        return out
+    for s in range(out.shape[0]):
+        row = np.empty(flat.shape[1], out.dtype)
+        _fr._fill_np(np.uint64(keys[s]), row)
+        flat[s] = row
+    return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from reliability.errors import ModelSpecError
 
@@ -172,6 +172,12 @@ def _skew_mean(a):
     return np.sqrt(2 / np.pi) * a / np.sqrt(1 + a * a)
 
 
+def _skew_ppf(u, a):
+    from scipy import stats        # scipy.stats costs most of a second to import: only when used
+
+    return stats.skewnorm.ppf(u, a)
+
+
 def _skew_logpdf(z, a):
     return np.log(2.0) - 0.5 * z * z - 0.5 * _LOG_2PI + special.log_ndtr(a * z)
 
@@ -193,7 +199,7 @@ def _skew_logsf(z, a):
 
 SKEW_NORMAL = Family(
     name="skew_normal", shape_names=("alpha",), domains=((-50.0, 50.0),), transform="additive", default_shape=(0.0,),
-    _logpdf=_skew_logpdf, _logcdf=_skew_logcdf, _logsf=_skew_logsf, _ppf=lambda u, a: stats.skewnorm.ppf(u, a),
+    _logpdf=_skew_logpdf, _logcdf=_skew_logcdf, _logsf=_skew_logsf, _ppf=lambda u, a: _skew_ppf(u, a),
     _rvs=_skew_rvs, _var=lambda a: 1.0 - _skew_mean(a) ** 2, _mean=_skew_mean,
     description="asymmetric deviation (skewness parameter alpha; loc/scale are the family's, not mean/std)",
 )

@@ -27,14 +27,14 @@ import inspect
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from reliability.devices.components import Drift, ProgrammingVariation, ReadNoise
-from reliability.devices.model import DeviceModel
-from reliability.devices.state import Constant, Polynomial, Spline
 from reliability.errors import ModelSpecError
+
+if TYPE_CHECKING:
+    from reliability.devices.model import DeviceModel
 
 __all__ = ["PRESETS", "preset_names", "get_preset", "load_device", "parse_spec",
            "pcm", "rram", "rram_wan", "sonos", "weight_gaussian", "multi_device",
@@ -182,6 +182,9 @@ def pcm(g_max: float = 25.0, t0_s: float = 20.0, t_read_s: float = 250e-9, prog_
     n_knots : int
         Number of log-spaced spline knots over (0.01 .. 1) g_max (clip points are added).
     """
+    from reliability.devices.components import Drift, ProgrammingVariation, ReadNoise
+    from reliability.devices.model import DeviceModel
+    from reliability.devices.state import Polynomial, Spline
     g_max = _finite_positive("pcm: g_max (uS)", g_max)
     t0_s = _finite_positive("pcm: t0_s (s)", t0_s)
     t_read_s = _finite_positive("pcm: t_read_s (s)", t_read_s)
@@ -264,6 +267,9 @@ def rram(g_min: float = 50.0, g_max: float = 225.0) -> DeviceModel:
     g_min, g_max : float
         Programmable range, uS; 50 <= g_min < g_max <= 225.
     """
+    from reliability.devices.components import ProgrammingVariation
+    from reliability.devices.model import DeviceModel
+    from reliability.devices.state import Polynomial
     g_min = _finite_positive("rram: g_min (uS)", g_min)
     g_max = _finite_positive("rram: g_max (uS)", g_max)
     lo, hi = MILO_G_RANGE_US
@@ -303,6 +309,9 @@ def rram_wan(g_min: float = 0.0, g_max: float = WAN_G_MAX_US) -> DeviceModel:
     g_min, g_max : float
         Programmable range, uS; 0 <= g_min < g_max <= 39.26.
     """
+    from reliability.devices.components import ProgrammingVariation
+    from reliability.devices.model import DeviceModel
+    from reliability.devices.state import Polynomial
     g_min = _finite_positive("rram-wan: g_min (uS)", g_min, allow_zero=True)
     g_max = _finite_positive("rram-wan: g_max (uS)", g_max)
     if not (g_min < g_max <= WAN_G_MAX_US + 1e-9):
@@ -413,6 +422,9 @@ def sonos(time_days: float = 0.0, g_max: float = 16.0, g_min: float | None = Non
     n_knots : int
         Knots of the variability spline (uniform over [0, g_max]).
     """
+    from reliability.devices.components import ProgrammingVariation
+    from reliability.devices.model import DeviceModel
+    from reliability.devices.state import Polynomial, Spline
     try:
         t = float(time_days)
     except (TypeError, ValueError):
@@ -493,6 +505,9 @@ def weight_gaussian(sigma: float = 0.1) -> DeviceModel:
         Noise standard deviation as a fraction of the layer's max |W| (default 0.1, a typical value of
         the sweeps in these papers, not a measured value).
     """
+    from reliability.devices.components import ProgrammingVariation
+    from reliability.devices.model import DeviceModel
+    from reliability.devices.state import Constant
     sigma = _finite_positive("weight-gaussian: sigma (fraction of max|W|)", sigma, allow_zero=True)
     return DeviceModel(
         name="weight-gaussian", unit="w_max", programming=ProgrammingVariation("normal", scale=Constant(sigma)),
@@ -533,6 +548,9 @@ def multi_device(weight_bits: int = 8, device_bits: int = 2, sigma: float = 0.1)
     sigma : float
         Device standard deviation in level spacings (default 0.1, a typical sweep value, not measured).
     """
+    from reliability.devices.components import ProgrammingVariation
+    from reliability.devices.model import DeviceModel
+    from reliability.devices.state import Constant
     n = _positive_int("multi-device: weight_bits", weight_bits)
     m = _positive_int("multi-device: device_bits", device_bits)
     if n % m:
@@ -562,6 +580,9 @@ _LEVEL_DISPLAY = {"rram1": "RRAM1", "fefet2": "FeFET2", "rram4": "RRAM4", "fefet
 
 
 def _level_preset(kind: str, sigma: float, normalize: bool, weight_bits: int) -> DeviceModel:
+    from reliability.devices.components import ProgrammingVariation
+    from reliability.devices.model import DeviceModel
+    from reliability.devices.state import Spline
     s = LEVEL_S_FACTOR[kind]
     sigma = _finite_positive(f"{kind}: sigma (level spacings)", sigma, allow_zero=True)
     if not isinstance(normalize, (bool, np.bool_)):
@@ -763,6 +784,7 @@ def load_device(spec: Any) -> DeviceModel:
         Unknown name (the message lists the presets and says a path must end in ``.json``), unknown
         preset parameter, bad parameter value, missing or malformed JSON file.
     """
+    from reliability.devices.model import DeviceModel
     if isinstance(spec, DeviceModel):
         return spec
     if isinstance(spec, os.PathLike):

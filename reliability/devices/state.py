@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.interpolate import PchipInterpolator
 
 from reliability.errors import ModelSpecError
 
@@ -61,6 +60,14 @@ def doc_text(value: Any, where: str) -> str:
         raise ModelSpecError(f"{where} must be a string; got {value!r}. {_FIX}")
     return value
 
+
+
+def _pchip():
+    """scipy's PCHIP interpolator, imported on first use (scipy.interpolate costs a third of a
+    second to import, and most device models have no spline)."""
+    from scipy.interpolate import PchipInterpolator
+
+    return PchipInterpolator
 
 class StateFunction(ABC):
     """Base class: ``f(target)`` evaluated elementwise, in the parameter's own unit."""
@@ -190,7 +197,7 @@ class Spline(StateFunction):
         if k.size > 2:
             try:
                 with np.errstate(all="ignore"):
-                    PchipInterpolator(k, v, extrapolate=False)
+                    _pchip()(k, v, extrapolate=False)
             except ValueError:
                 raise ModelSpecError(f"Spline: the values change too steeply between the knots to interpolate "
                                      f"(knots {list(k)[:4]}..., values {list(v)[:4]}...); check their "
@@ -205,7 +212,7 @@ class Spline(StateFunction):
         elif k.size == 2:
             out = np.interp(t, k, v)
         else:
-            out = PchipInterpolator(k, v, extrapolate=False)(np.clip(t, k[0], k[-1]))
+            out = _pchip()(k, v, extrapolate=False)(np.clip(t, k[0], k[-1]))
         if self.lower is not None:
             out = np.maximum(out, self.lower)
         return np.asarray(out, dtype=float)

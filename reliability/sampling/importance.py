@@ -153,7 +153,7 @@ class MeanShiftImportanceSampling:
                                    "give at least one.")
         # tie-breaker scale and temperature from a small pilot at the nominal law
         pilot = min(100, budget // 20)
-        z0 = latent.stack([latent.draw_chip(seed, i) for i in range(pilot)])
+        z0 = latent.draw_chips(seed, np.arange(pilot))
         _, mg0 = getattr(scorer, "local", scorer).sample_margins(z0)
         # temperature: the typical chip-to-chip spread of one sample's margin
         T = self.temperature or float(max(np.median(np.std(mg0, axis=0)), 1e-3))

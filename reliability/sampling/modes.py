@@ -151,7 +151,7 @@ def _find_modes(scorer, latent, design_count, quantile_min, seed, pilot, starts,
                 beta_slack) -> Modes:
     scorer = getattr(scorer, "local", scorer)   # the search runs on the driver, even with Dask
     t0 = time.perf_counter()
-    zp = latent.stack([latent.draw_chip(seed, streams.HYBRID_PILOT + i) for i in range(pilot)])
+    zp = latent.draw_chips(seed, streams.HYBRID_PILOT + np.arange(pilot))
     counts, mg = scorer.sample_margins(zp)
     evaluations = pilot
     t_pilot = time.perf_counter() - t0

@@ -60,7 +60,7 @@ def _score_chunk(payload, z):
 
 def _score_indices(payload, seed, idx):
     latent = payload[1]
-    z = latent.stack([latent.draw_chip(seed, int(i)) for i in idx])
+    z = latent.draw_chips(seed, idx)
     return _score_chunk(payload, z)
 
 

@@ -49,7 +49,8 @@ class TailProblem:
     scorer : ChipScoring
         Batched chip scoring with an evaluation counter (``scorer.evaluations``).
     latent : LatentChips
-        The chips' latent Gaussian space: ``draw(rng, S)``, ``draw_chip(seed, i)``, ``dim``.
+        The chips' latent Gaussian space: ``draw(rng, S)``, ``draw_chip(seed, i)``, ``draw_chips(seed, chips)``,
+        ``dim``.
     below : tuple of float
         The accuracy thresholds asked for, one per event.
     count_thresholds : tuple of int

@@ -294,8 +294,8 @@ class SubsetSimulation:
                 feats = None
                 if feature is not None:
                     # level-0 chips are re-drawn from their keys, as for the seeds below
-                    feats = np.concatenate([np.asarray(feature(latent.stack(
-                        [latent.draw_chip(seed, i) for i in range(s0, min(N, s0 + chunk))])), dtype=np.float64)
+                    feats = np.concatenate([np.asarray(feature(
+                        latent.draw_chips(seed, np.arange(s0, min(N, s0 + chunk)))), dtype=np.float64)
                         for s0 in range(0, N, chunk)])
                 run.levels.append(Level(scorer.combine(counts, margins), counts, 1.0, math.inf, ancestors=N,
                                         features=feats, seconds=time.perf_counter() - t_level))
@@ -326,7 +326,7 @@ class SubsetSimulation:
                     break
                 if len(run.levels) == 1:
                     # level-0 seeds are re-drawn from their keys (cheaper than keeping every vector)
-                    seeds_z = latent.stack([latent.draw_chip(seed, int(i)) for i in order[:nc]])
+                    seeds_z = latent.draw_chips(seed, order[:nc])
                     seeds_s = lv.scores[order[:nc]]
                     seeds_a = order[:nc].astype(np.int64)
                 else:
@@ -394,7 +394,7 @@ def score_indexed(scorer, latent, seed, idx):
     """Counts and margins of the level-0 chips ``idx`` (keyed by ``(seed, index)``)."""
     if hasattr(scorer, "counts_for_indices"):
         return scorer.counts_for_indices(seed, idx)
-    return scorer.counts_and_margins(latent.stack([latent.draw_chip(seed, i) for i in idx]))
+    return scorer.counts_and_margins(latent.draw_chips(seed, idx))
 
 
 def _keep_lowest(buf, z, s, anc, n):

@@ -23,6 +23,7 @@ import copy
 import numpy as np
 from scipy import special
 
+from reliability.devices.batched import chip_keys, normal_rows
 from reliability.devices.components import EmpiricalVariation
 from reliability.streams import chip_rng
 
@@ -152,6 +153,13 @@ class LatentChips:
     def draw_chip(self, seed: int, i: int) -> list[np.ndarray]:
         """Chip ``i``'s latent vector from the ``i``-th child of ``SeedSequence(seed)``."""
         return self.draw(chip_rng(seed, i), 1)
+
+    def draw_chips(self, seed: int, chips) -> list[np.ndarray]:
+        """The latent vectors of chips ``chips`` (block list, chip axis first): row ``s`` is
+        ``draw_chip(seed, chips[s])``, drawn without building each chip's generator."""
+        chips = np.asarray(chips, dtype=np.int64).reshape(-1)
+        keys = chip_keys(seed, chips, len(self.blocks))
+        return [normal_rows(keys[:, b], np.empty((chips.size,) + s, self.dtype)) for b, (_, _, s) in enumerate(self.blocks)]
 
     @staticmethod
     def stack(parts: list[list[np.ndarray]]) -> list[np.ndarray]:
