@@ -259,6 +259,8 @@ class ChipSimulator:
                     spare = p.read(p.program(rng), self.spec.time_s, rng)[None]
                     stuck = prog.stuck_mask if prog.stuck_mask is not None else np.zeros(p.shape, dtype=bool)
                     g = m.remap_spares(g, stuck[None], spare, self.spares)
+            # the slice levels are the conductances: taken before a rescale in place overwrites them
+            lv = m.slice_levels(g)[0].astype(self.dtype, copy=True) if self._keep_levels else None
             if direct and g.base is not None and np.shares_memory(g, dest):
                 np.multiply(dest, self.dtype.type(m.coef[0, 0]), out=dest)      # in place: W = g * max|W|
                 W = dest
@@ -277,7 +279,7 @@ class ChipSimulator:
                 W *= self.dtype.type(alpha)   # in place: W may be a slot of the stacked chunk
             weights.append(W)
             alphas.append(alpha)
-            levels.append(m.slice_levels(g)[0].astype(self.dtype, copy=False) if self._keep_levels else None)
+            levels.append(lv)
             gs.append(g[0] if keep_conductances else None)
         return ChipDraw(int(i), weights, levels if self._keep_levels else None, alphas if comp else None,
                         gs if keep_conductances else None)
@@ -313,9 +315,13 @@ class ChipSimulator:
                     np.multiply(dest, self.dtype.type(m.coef[0, 0]), out=dest)
                 else:
                     g = p.sample_batch(k, t, self._buffer(li, p, b - a))
-                    if levels is not None:
-                        levels[li][a:b] = m.slice_levels(g)
-                    m.decode(g, out=dest)
+                    # einsum (several slices, and the slice levels) contracts through BLAS, whose
+                    # rounding depends on the batch: chip by chip, as draw_chip, for the same bits
+                    one = levels is not None or np.prod(m.targets.shape[1:3]) != 2
+                    for c0, c1 in [(0, b - a)] if not one else [(c, c + 1) for c in range(b - a)]:
+                        if levels is not None:
+                            levels[li][a + c0:a + c1] = m.slice_levels(g[c0:c1])
+                        m.decode(g[c0:c1], out=dest[c0:c1])
 
         step = max(1, min(256, (1 << 18) // max(1, max(p.size for p in self.prepared))))
         bounds = [(a, min(S, a + step)) for a in range(0, S, step)]

@@ -182,39 +182,34 @@ try:  # pragma: no cover - exercised implicitly
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _program_chips(keys, kp, kr, T, scale, loc, has_loc, floor, has_floor, qR, abs_g, out):
+        # per chip: the normals first (the generator's loop runs alone, as fast as a plain fill),
+        # then the element-wise arithmetic
         S, n = out.shape
-        m = n // 2
-        has_prog = kp >= 0
-        has_read = kr >= 0
+        z3 = np.empty(n, dtype=np.float32)
         for s in range(S):
-            K1 = keys[s, max(kp, 0)]
-            K3 = keys[s, max(kr, 0)]
-            for j in range(m + (n - 2 * m)):
-                a0, a1 = _pair32(K1, j) if has_prog else (_F0, _F0)
-                c0, c1 = _pair32(K3, j) if has_read else (_F0, _F0)
-                i = 2 * j
-                out[s, i] = _program_one(a0, c0, T[i], scale[i], loc[i], has_loc, floor, has_floor, has_prog,
-                                         qR[i], has_read, abs_g)
-                if i + 1 < n:
-                    out[s, i + 1] = _program_one(a1, c1, T[i + 1], scale[i + 1], loc[i + 1], has_loc, floor,
-                                                 has_floor, has_prog, qR[i + 1], has_read, abs_g)
+            row = out[s]
+            if kp >= 0:
+                _fr._fill32(keys[s, kp], row)
+            if kr >= 0:
+                _fr._fill32(keys[s, kr], z3)
+            for i in range(n):
+                row[i] = _program_one(row[i], z3[i], T[i], scale[i], loc[i], has_loc, floor, has_floor, kp >= 0,
+                                      qR[i], kr >= 0, abs_g)
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _fused_chips(keys, k0, T, scale, nu_mean, nu_std, fold, negL, qR, floor, out):
         S, n = out.shape
-        m = n // 2
         sgn = np.float32(-1.0) if fold else np.float32(1.0)
+        z2 = np.empty(n, dtype=np.float32)
+        z3 = np.empty(n, dtype=np.float32)
         for s in range(S):
-            K1, K2, K3 = keys[s, k0], keys[s, k0 + 1], keys[s, k0 + 2]
-            for j in range(m + (n - 2 * m)):
-                a0, a1 = _pair32(K1, j)
-                b0, b1 = _pair32(K2, j)
-                c0, c1 = _pair32(K3, j)
-                i = 2 * j
-                out[s, i] = _one_device(a0, b0, c0, T[i], scale[i], nu_mean[i], nu_std[i], sgn, negL, qR[i], floor)
-                if i + 1 < n:
-                    out[s, i + 1] = _one_device(a1, b1, c1, T[i + 1], scale[i + 1], nu_mean[i + 1], nu_std[i + 1],
-                                                sgn, negL, qR[i + 1], floor)
+            row = out[s]
+            _fr._fill32(keys[s, k0], row)
+            _fr._fill32(keys[s, k0 + 1], z2)
+            _fr._fill32(keys[s, k0 + 2], z3)
+            for i in range(n):
+                row[i] = _one_device(row[i], z2[i], z3[i], T[i], scale[i], nu_mean[i], nu_std[i], sgn, negL, qR[i],
+                                     floor)
 
     @njit(nogil=True, cache=True)
     def _fill_rows32(keys, out):

@@ -237,8 +237,53 @@ def test_correct_and_loss_matches_numpy_route_with_ties_and_nan():
         ref = (np.argmax(z, axis=-1) == y[None]).sum(axis=1)
         assert np.array_equal(c, ref) and np.array_equal(c2, ref)
         want = softmax_cross_entropy(z, y, grad=False).mean(axis=1)
-        np.testing.assert_allclose(loss, want, rtol=1e-12, equal_nan=True)
+        # float32 logits: float32 exponentials (documented within about 1e-6); float64: float64
+        np.testing.assert_allclose(loss, want, rtol=1e-6 if dt == np.float32 else 1e-12, equal_nan=True)
         assert np.isnan(loss[1]) and np.all(np.isfinite(loss[[0, 2, 3, 4]]))
+        z[3, 5, 1] = np.inf                     # an infinite logit: no loss, as the float64 route
+        z[4, 6, 2] = -np.inf                    # a -inf wrong class: contributes nothing
+        c, loss = correct_and_loss(z, y)
+        want = softmax_cross_entropy(z, y, grad=False).mean(axis=1)
+        assert np.isnan(loss[3]) and np.isnan(want[3])
+        np.testing.assert_allclose(loss[4], want[4], rtol=1e-6 if dt == np.float32 else 1e-12)
+
+
+def test_correct_and_margins_equal_the_numpy_counts_and_margins():
+    """The scorer's one-pass kernel gives np.argmax's counts and graph.margin's margins exactly:
+    ties, NaN (the first NaN is the maximum), +-inf, both dtypes."""
+    from reliability.cim import correct_and_margins, margin
+
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        S, B, C = rng.integers(1, 5), rng.integers(1, 30), rng.integers(2, 7)
+        dt = np.float32 if trial % 2 else np.float64
+        z = rng.integers(-3, 3, (S, B, C)).astype(dt)     # small integers: many ties
+        for value, every in ((np.nan, 3), (-np.inf, 5), (np.inf, 7)):
+            if trial % every == 0:
+                z[rng.random(z.shape) < 0.1] = value
+        y = rng.integers(0, C, B)
+        c, m = correct_and_margins(z, y)
+        with np.errstate(invalid="ignore"):
+            want = margin(z, y)
+        assert np.array_equal(c, (np.argmax(z, axis=-1) == y[None]).sum(axis=1))
+        assert m.dtype == z.dtype and np.array_equal(m, want, equal_nan=True)
+
+
+def test_bias_activation_equals_numpy_add_and_maximum():
+    from reliability.cim._kernels import bias_activation
+
+    rng = np.random.default_rng(5)
+    for dt in (np.float32, np.float64):
+        Y = rng.standard_normal((3, 17, 6)).astype(dt)
+        Y[0, 0, :3] = [np.nan, -np.inf, np.inf]
+        b = rng.standard_normal(6).astype(dt)
+        for relu in (False, True):
+            want = Y + b
+            if relu:
+                want = np.maximum(want, 0)
+            got = bias_activation(Y.copy(), b, relu)
+            assert np.array_equal(got, want, equal_nan=True)
+        assert np.array_equal(bias_activation(Y.copy(), None, True), np.maximum(Y, 0), equal_nan=True)
 
 
 def test_correct_and_loss_rejects_labels_outside_the_outputs():
