@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 CLI = Path(__file__).resolve().parents[2] / "reliability" / "cli"
-HEAVY = ("pymc", "arviz", "dask", "sklearn", "onnx", "numba", "reliability.cim._kernels")
+HEAVY = ("pymc", "arviz", "dask", "sklearn", "onnx", "numba", "reliability.cim._kernels", "scipy", "polars")
 
 
 def _loaded_after(code: str) -> list[str]:
@@ -26,12 +26,22 @@ def test_building_the_parser_imports_no_heavy_library():
     assert _loaded_after("import reliability.cli\nreliability.cli.build_parser()") == []
 
 
-@pytest.mark.slow
 def test_device_presets_imports_no_heavy_library():
     code = ("import contextlib, io, reliability.cli\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    assert reliability.cli.main(['device', 'presets']) == 0")
     assert _loaded_after(code) == []
+
+
+def test_reliability_devices_loads_its_modules_on_first_use():
+    """The package's names resolve lazily (PEP 562) to the same objects as the submodules'."""
+    import reliability.devices as dev
+    from reliability.devices.model import DeviceModel
+
+    assert dev.DeviceModel is DeviceModel and "DeviceModel" in dir(dev)
+    assert set(dev.__all__) <= set(dir(dev))
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        dev.Nope
 
 
 def test_command_modules_do_not_import_each_other():
