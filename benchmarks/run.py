@@ -14,6 +14,10 @@ grows with the toolkit; entries so far:
   ``weight-gaussian`` and with the PCM preset at t = 1 day (differential pairs, no ADC), against the
   bare float32 matrix products of the same shapes timed in the same run (target ratio <= 2); a
   LeNet-5 on 1,000 28 x 28 inputs per chip, with peak traced memory.
+- small networks (``benchmarks/small_net.py``): the public case's digits MLP (64-32-10) per
+  simulated chip against the bare products (target ratio <= 1.5), the tail estimator's time per
+  chip evaluation against the simulator's (target <= 1.5), and the command line's start-up
+  (``reliability --help``, ``reliability device presets``: target 0.5 s).
 - tail estimation (``benchmarks/tail.py``): evaluations each estimator needs for 20 % relative
   error on the public case and on the cases built in ``benchmarks/cases.py``, against plain MC.
 - ``fit-bayes-10k`` (``benchmarks/bayes.py``): default ``fit_device_bayes`` on 9,984 PCM-like rows;
@@ -153,6 +157,10 @@ def main(argv=None):
             detail += f", peak traced memory {r['peak_MB']:.0f} MB"
         rows.append((r["name"], detail + f" [{r['benchmark']}]", r["ms_per_chip"] / 1e3,
                      None if not target else r["bare_ms_per_chip"] / 1e3 * target))
+
+    import small_net
+
+    rows += small_net.run()
 
     import tail
 
