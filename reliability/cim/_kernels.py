@@ -69,6 +69,8 @@ try:  # pragma: no cover - exercised implicitly
         zt = np.empty((C, B), dtype=z.dtype)
         best = np.empty(B, dtype=z.dtype)
         bi = np.zeros(B, dtype=np.int64)
+        nan = np.zeros(B, dtype=np.bool_)
+        e = np.empty(B, dtype=np.float32)
         tot = np.empty(B, dtype=np.float64)
         for s in range(S):
             for b in range(B):
@@ -77,19 +79,33 @@ try:  # pragma: no cover - exercised implicitly
             for b in range(B):
                 best[b] = zt[0, b]
                 bi[b] = 0
+                nan[b] = best[b] != best[b]
                 tot[b] = 0.0
-            for c in range(1, C):       # the first maximum wins; the first NaN is the maximum
+            for c in range(1, C):       # the first maximum wins
+                row = zt[c]
                 for b in range(B):
-                    v = zt[c, b]
-                    m = best[b]
-                    take = (m == m) & ((v != v) | (v > m))
-                    best[b] = v if take else m
-                    bi[b] = c if take else bi[b]
-            for c in range(C):
-                for b in range(B):
-                    if f32:
-                        tot[b] += np.float64(_exp32(zt[c, b] - best[b]))
-                    else:
+                    v = row[b]
+                    gt = v > best[b]
+                    best[b] = v if gt else best[b]
+                    bi[b] = c if gt else bi[b]
+                    nan[b] |= v != v
+            for b in range(B):          # a sample with a NaN: the first NaN is the maximum
+                if nan[b]:
+                    for c in range(C):
+                        if zt[c, b] != zt[c, b]:
+                            best[b] = zt[c, b]
+                            bi[b] = c
+                            break
+            if f32:
+                for c in range(C):
+                    row = zt[c]
+                    for b in range(B):
+                        e[b] = _exp32(row[b] - best[b])
+                    for b in range(B):
+                        tot[b] += np.float64(e[b])
+            else:
+                for c in range(C):
+                    for b in range(B):
                         tot[b] += np.exp(np.float64(zt[c, b]) - np.float64(best[b]))
             nc = 0
             acc = 0.0
