@@ -9,7 +9,8 @@ cheap and every per-chip cost beyond the products shows.
    as ``--variation pcm`` on the command line) and the PCM preset read a day later (drift and read
    noise: three normals a device), against the bare float32 products of the same shapes with one
    distinct weight matrix per chip, batched as a stacked matmul (256 chips a call, ReLU between the
-   layers), timed alternately in the same run (each figure the best of the rounds).  Its stages
+   layers), timed alternately in the same run: each round times every variation's simulator (512
+   chips) and stages and the bare products in turn, and each figure is the best of the rounds.  Its stages
    (chip draw, forward, counts and loss) are timed the same way on blocks of 256 chips, and the
    chip-by-chip draw (one generator built per chip, the route before block draws) beside them.
 2. Tail: ``estimate_tail`` (the hybrid) at budget 20,000 for P(accuracy <= a) at two thresholds,
@@ -19,7 +20,7 @@ cheap and every per-chip cost beyond the products shows.
 3. Start-up: ``reliability --help`` and ``reliability device presets`` (best of 5 runs each, as
    new processes), and ``python -c pass`` for the interpreter's own start.
 
-Run: ``python benchmarks/small_net.py [--rounds 7] [--json FILE] [--results-dir benchmarks/results]``
+Run: ``python benchmarks/small_net.py [--rounds 25] [--json FILE] [--results-dir benchmarks/results]``
 (writes ``small_net.json``); ``--parts sim,startup`` skips the tail run.
 """
 
@@ -36,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-CHIPS = 2048          # chips per timed simulator run
+CHIPS = 512           # chips per timed simulator run (short runs, many rounds: the best of them
+                      # misses the machine's slow spells)
 BLOCK = 256           # chips per call of the bare products and of the stage timings
 BUDGET = 20_000
 BELOW = (0.87, 0.86)  # about 1e-5 and 1e-6 for weight-gaussian sigma 0.05
@@ -74,34 +76,42 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def simulator_row(label, variation, time_s, net, X, y, rounds: int) -> dict:
+def simulator_rows(net, X, y, rounds: int, variations=VARIATIONS) -> list[dict]:
+    """One row per variation; every round times each variation's stages and the bare products in
+    turn, so that a slow spell of the machine hits all of them alike (each figure: best round)."""
     from reliability.cim import correct_and_loss
     from reliability.cim.simulate import ChipSimulator
     from reliability.cim.spec import parse_variation
 
-    sim = ChipSimulator(net, parse_variation(variation).with_(time_s=time_s))
-    per_chip = ChipSimulator(net, parse_variation(variation).with_(time_s=time_s))
-    per_chip._batch_counts = None          # the chip-by-chip draw, for comparison
     bare = bare_products(net, X, CHIPS, np.random.default_rng(0))
     idx = np.arange(BLOCK)
-    stack = [np.empty((BLOCK, m.K, m.N), sim.dtype) for m in sim.maps]
-    sim.evaluate(X, y, 512, rng=99)           # warm-up: compiled kernels, caches, chunk probe
-    draws = sim.draw_chips(idx, 0, out=stack)
-    logits = sim.logits(X, draws)
-    per_chip.draw_chips(idx[:8], 0)
-    t = {k: np.inf for k in ("sim", "bare", "draw", "draw_chip_by_chip", "forward", "loss")}
-    for r in range(rounds):        # alternated, so that a busy spell of the machine hits all alike
-        t["bare"] = min(t["bare"], _timed(bare) / CHIPS)
-        t["sim"] = min(t["sim"], _timed(lambda: sim.evaluate(X, y, CHIPS, rng=r)) / CHIPS)
-        t["draw"] = min(t["draw"], _timed(lambda: sim.draw_chips(idx, r, out=stack)) / BLOCK)
-        t["draw_chip_by_chip"] = min(t["draw_chip_by_chip"], _timed(lambda: per_chip.draw_chips(idx, r)) / BLOCK)
-        t["forward"] = min(t["forward"], _timed(lambda: sim.logits(X, draws)) / BLOCK)
-        t["loss"] = min(t["loss"], _timed(lambda: correct_and_loss(logits, y)) / BLOCK)
-    ms = {f"{k}_ms": 1e3 * v for k, v in t.items()}
-    return {"variation": label, "spec": variation, "time_s": time_s, "chips": CHIPS, "samples": int(len(y)),
-            **ms, "ratio": t["sim"] / t["bare"], "target_ratio": 1.5,
-            "draw_speedup": t["draw_chip_by_chip"] / t["draw"],
-            "chips_per_s": 1.0 / t["sim"], "chunk": int(sim.chips_per_chunk(X, CHIPS))}
+    setups = []
+    for label, variation, time_s in variations:
+        spec = parse_variation(variation).with_(time_s=time_s)
+        sim, per_chip = ChipSimulator(net, spec), ChipSimulator(net, spec)
+        per_chip._batch_counts = None          # the chip-by-chip draw, for comparison
+        stack = [np.empty((BLOCK, m.K, m.N), sim.dtype) for m in sim.maps]
+        sim.evaluate(X, y, 512, rng=99)           # warm-up: compiled kernels, caches, chunk probe
+        draws = sim.draw_chips(idx, 0, out=stack)
+        per_chip.draw_chips(idx[:8], 0)
+        setups.append((label, variation, time_s, sim, per_chip, stack, draws, sim.logits(X, draws)))
+    keys = ("sim", "bare", "draw", "draw_chip_by_chip", "forward", "loss")
+    best = [{k: np.inf for k in keys} for _ in setups]
+    for r in range(rounds):
+        for t, (_, _, _, sim, per_chip, stack, draws, logits) in zip(best, setups):
+            t["bare"] = min(t["bare"], _timed(bare) / CHIPS)
+            t["sim"] = min(t["sim"], _timed(lambda: sim.evaluate(X, y, CHIPS, rng=r)) / CHIPS)
+            t["draw"] = min(t["draw"], _timed(lambda: sim.draw_chips(idx, r, out=stack)) / BLOCK)
+            t["draw_chip_by_chip"] = min(t["draw_chip_by_chip"], _timed(lambda: per_chip.draw_chips(idx, r)) / BLOCK)
+            t["forward"] = min(t["forward"], _timed(lambda: sim.logits(X, draws)) / BLOCK)
+            t["loss"] = min(t["loss"], _timed(lambda: correct_and_loss(logits, y)) / BLOCK)
+    rows = []
+    for t, (label, variation, time_s, sim, *_) in zip(best, setups):
+        rows.append({"variation": label, "spec": variation, "time_s": time_s, "chips": CHIPS, "samples": int(len(y)),
+                     **{f"{k}_ms": 1e3 * v for k, v in t.items()}, "ratio": t["sim"] / t["bare"],
+                     "target_ratio": 1.5, "draw_speedup": t["draw_chip_by_chip"] / t["draw"],
+                     "chips_per_s": 1.0 / t["sim"], "chunk": int(sim.chips_per_chunk(X, CHIPS))})
+    return rows
 
 
 def tail_row(net, X, y, sim_ms: float) -> dict:
@@ -161,13 +171,13 @@ def startup_rows(repeats: int = 5) -> list[dict]:
     return rows
 
 
-def run(rounds: int = 5) -> list[tuple]:
+def run(rounds: int = 25) -> list[tuple]:
     """Rows for ``benchmarks/run.py``: ``(name, detail, seconds, target seconds)``; the targets are
     1.5 x the bare products' time per chip, 1.5 x the simulator's per chip evaluation of the tail
     estimator, and 0.5 s for a start-up."""
     net, X, y = case()
     rows = []
-    sims = [simulator_row(label, var, t, net, X, y, rounds) for label, var, t in VARIATIONS]
+    sims = simulator_rows(net, X, y, rounds)
     for r in sims:
         rows.append((f"small-net-{r['variation'].replace(', ', '-').replace(' ', '')}",
                      f"digits MLP 64-32-10, {r['variation']}: {r['sim_ms']:.3f} ms/chip vs bare products "
@@ -239,7 +249,7 @@ def results_doc(sims, tail, startup, argv) -> dict:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=7, help="alternated timing rounds (best of)")
+    ap.add_argument("--rounds", type=int, default=25, help="alternated timing rounds (best of)")
     ap.add_argument("--parts", default="sim,tail,startup", help="comma-separated: sim, tail, startup")
     ap.add_argument("--json", help="write the raw rows here")
     ap.add_argument("--results-dir", help="write small_net.json (results schema) in this folder")
@@ -249,9 +259,8 @@ def main(argv=None) -> int:
     net, X, y = case()
     sims = []
     if "sim" in parts or "tail" in parts:
-        for label, var, t in VARIATIONS if "sim" in parts else VARIATIONS[:1]:
-            row = simulator_row(label, var, t, net, X, y, args.rounds)
-            sims.append(row)
+        sims = simulator_rows(net, X, y, args.rounds, VARIATIONS if "sim" in parts else VARIATIONS[:1])
+        for row in sims:
             print(json.dumps(row), flush=True)
     tail = None
     if "tail" in parts:
