@@ -253,6 +253,7 @@ def main(argv=None) -> int:
     ap.add_argument("--parts", default="sim,tail,startup", help="comma-separated: sim, tail, startup")
     ap.add_argument("--json", help="write the raw rows here")
     ap.add_argument("--results-dir", help="write small_net.json (results schema) in this folder")
+    ap.add_argument("--note", action="append", default=[], help="a note for the results file")
     args = ap.parse_args(argv)
     parts = set(args.parts.split(","))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -273,7 +274,9 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps({"simulator": sims, "tail": tail, "startup": startup}, indent=2) + "\n")
     if args.results_dir:
         path = Path(args.results_dir) / "small_net.json"
-        path.write_text(json.dumps(results_doc(sims, tail, startup, argv), indent=2) + "\n")
+        doc = results_doc(sims, tail, startup, argv)
+        doc["notes"] += args.note
+        path.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {path}")
     return 0
 
