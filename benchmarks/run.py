@@ -98,6 +98,23 @@ def provenance(script: str, argv: list[str]) -> dict:
                        f"Python {platform.python_version()}"}
 
 
+def results_document(id: str, order: int, title: str, script: str, argv: list[str], summary: str,
+                     tables: list[dict]) -> dict:
+    """A results document (schema of ``docs/gen_results.py``) with its provenance and no notes."""
+    return {"schema": "nvcim-reliability/results", "schema_version": 1, "id": id, "order": order, "title": title,
+            "provenance": provenance(script, argv), "summary": summary, "tables": tables, "notes": []}
+
+
+def save_results(doc: dict, directory, name: str, notes=()) -> Path:
+    """Write the results document ``doc`` (with ``notes`` added) as ``directory/name``; print and
+    return the path."""
+    doc["notes"] = list(doc.get("notes", [])) + list(notes)
+    path = Path(directory) / name
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
 def write_results_file(rows: list[dict], directory: Path, argv: list[str]) -> Path:
     """Write ``rows`` as a results file (schema of ``docs/gen_results.py``) with their provenance
     (:func:`provenance`).  Times are rounded to 4 significant digits, ratios to 3."""

@@ -201,7 +201,7 @@ SIM_COLUMNS = ("variation", "sim_ms", "bare_ms", "ratio", "target_ratio", "chips
 
 
 def results_doc(sims, tail, startup, argv) -> dict:
-    from run import provenance
+    from run import results_document
 
     def sig(v, n=3):
         return None if v is None or not np.isfinite(v) else float(f"{v:.{n}g}")
@@ -234,16 +234,12 @@ def results_doc(sims, tail, startup, argv) -> dict:
         tables.append({"caption": "Start-up, seconds (best of 5 new processes)",
                        "columns": [["command", "{command}"], ["seconds", "{seconds}"], ["target", "{target_s}"]],
                        "rows": [{k: (sig(v) if isinstance(v, float) else v) for k, v in r.items()} for r in startup]})
-    return {
-        "schema": "nvcim-reliability/results", "schema_version": 1, "id": "small-net", "order": 46,
-        "title": "Speed: small networks and start-up",
-        "provenance": provenance("benchmarks/small_net.py", argv),
-        "summary": "The public case's digits MLP (64-32-10, 2.8 MFLOP a chip): the simulator's time per chip against "
-                   "the bare float32 products of the same shapes (a stacked matmul, one weight matrix per chip, "
-                   "timed alternately in the same run), the tail estimator's time per chip evaluation against the "
-                   "simulator's, and the command line's start-up.",
-        "tables": tables, "notes": [],
-    }
+    return results_document(
+        "small-net", 46, "Speed: small networks and start-up", "benchmarks/small_net.py", argv,
+        "The public case's digits MLP (64-32-10, 2.8 MFLOP a chip): the simulator's time per chip against "
+        "the bare float32 products of the same shapes (a stacked matmul, one weight matrix per chip, "
+        "timed alternately in the same run), the tail estimator's time per chip evaluation against the "
+        "simulator's, and the command line's start-up.", tables)
 
 
 def main(argv=None) -> int:
@@ -273,11 +269,9 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"simulator": sims, "tail": tail, "startup": startup}, indent=2) + "\n")
     if args.results_dir:
-        path = Path(args.results_dir) / "small_net.json"
-        doc = results_doc(sims, tail, startup, argv)
-        doc["notes"] += args.note
-        path.write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"wrote {path}")
+        from run import save_results
+
+        save_results(results_doc(sims, tail, startup, argv), args.results_dir, "small_net.json", args.note)
     return 0
 
 

@@ -164,22 +164,20 @@ def tail_row(name, net, X, y, bare_ms: float) -> dict:
 
 
 def results_doc(fwd: list[dict], tails: list[dict], argv: list[str]) -> dict:
-    from run import provenance
+    from run import results_document
 
     def sig(v, n=3):
         return None if v is None or not np.isfinite(v) else float(f"{v:.{n}g}")
 
     stage_names = ["pilot", "design_points", "subset_levels", "importance_first_stage", "second_stage_fit",
                    "importance_second_stage", "estimates"]
-    return {
-        "schema": "nvcim-reliability/results", "schema_version": 1, "id": "tail-speed", "order": 45,
-        "title": "Speed: tail estimates on 10^5-device networks",
-        "provenance": provenance("benchmarks/tail_speed.py", argv),
-        "summary": "Two networks on the first thousand Fashion-MNIST test images, weight-gaussian sigma 0.05, "
-                   "the hybrid estimator at budget 20,000. The floor is the budget times the bare float32 "
-                   "products of one chip (same shapes, timed in the same run): the least time an exact "
-                   "estimator that evaluates every chip on every image can take on this machine.",
-        "tables": [
+    return results_document(
+        "tail-speed", 45, "Speed: tail estimates on 10^5-device networks", "benchmarks/tail_speed.py", argv,
+        "Two networks on the first thousand Fashion-MNIST test images, weight-gaussian sigma 0.05, "
+        "the hybrid estimator at budget 20,000. The floor is the budget times the bare float32 "
+        "products of one chip (same shapes, timed in the same run): the least time an exact "
+        "estimator that evaluates every chip on every image can take on this machine.",
+        [
             {"caption": "Per-chip forward against the bare products (same run)",
              "columns": [["network", "{network}"], ["ms per chip", "{scorer_ms}"],
                          ["without fused convolutions, ms", "{unfused_ms}"], ["bare products, ms", "{bare_ms}"],
@@ -194,9 +192,7 @@ def results_doc(fwd: list[dict], tails: list[dict], argv: list[str]) -> dict:
                         + [[s.replace("_", " "), "{" + s + "}"] for s in stage_names],
              "rows": [{"network": t["network"], "seconds": sig(t["seconds"]), "floor_s": sig(t["floor_s"]),
                        **{s: sig(t["stages"].get(s)) for s in stage_names}} for t in tails]},
-        ],
-        "notes": [],
-    }
+        ])
 
 
 def main(argv=None) -> int:
@@ -232,11 +228,9 @@ def main(argv=None) -> int:
     if args.results_dir:
         if not tails:
             ap.error("--results-dir needs tail rows: drop --forward-only, or --keep an earlier run's rows")
-        path = Path(args.results_dir) / "tail_speed.json"
-        doc = results_doc(fwd, tails, argv)
-        doc["notes"] += args.note
-        path.write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"wrote {path}")
+        from run import save_results
+
+        save_results(results_doc(fwd, tails, argv), args.results_dir, "tail_speed.json", args.note)
     return 0
 
 

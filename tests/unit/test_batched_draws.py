@@ -71,6 +71,7 @@ def _specs():
         "weight-gaussian": parse_variation("weight-gaussian:sigma=0.1"),
         "weight-gaussian, ADC": parse_variation("weight-gaussian:sigma=0.1").with_(periphery=adc),
         "pcm at programming": parse_variation("pcm"),
+        "pcm at 10 s (read noise, no drift yet)": parse_variation("pcm").with_(time_s=10.0),
         "pcm a day later (fused)": parse_variation("pcm").with_(time_s=86400.0),
         "pcm a day later, ADC": parse_variation("pcm").with_(time_s=86400.0, periphery=adc),
         "pcm, offset mapping": parse_variation("pcm").with_(mapping=MappingSpec(scheme="offset")),
