@@ -78,7 +78,7 @@ def test_interrupted_simulation_keeps_the_finished_chips(public_case, tmp_path, 
 
     p = tmp_path / "eval.npz"
     np.savez(p, X=public_case.X, y=public_case.y)
-    _interrupt_at(monkeypatch, ChipSimulator, "logits", 3)
+    _interrupt_at(monkeypatch, ChipSimulator, "forward_weights", 3)   # the third chunk's products
     out = tmp_path / "chips.parquet"
     rc = main(["simulate", "--model", str(public_case.path / "model.onnx"), "--data", str(p), "--variation", WG,
                "--chips", "40", "--chunk-size", "8", "--out", str(out)])
