@@ -156,9 +156,7 @@ try:  # pragma: no cover - exercised implicitly
                 rot = hi >> _S58
                 keys[s, k] = _mix_nb((x >> rot) | (x << ((_S64 - rot) & _S63)))
 
-    _pair32 = _fr._pair32_nb
     _one_device = _fr._one_device
-    _F0 = np.float32(0.0)
 
     @njit(inline="always")
     def _program_one(z1, z3, T, scale, loc, has_loc, floor, has_floor, has_prog, qR, has_read, abs_g):
