@@ -1,4 +1,4 @@
-# size: a catalogue of independent presets, each a short function with its provenance; one module keeps the catalogue in one place.
+# size: a catalogue of independent presets, each a short function with its provenance (and its own imports of the model classes, so that listing the presets loads no SciPy); one module keeps the catalogue in one place.
 """Literature device presets: each a function returning a :class:`DeviceModel` with its source.
 
 Every preset states where its numbers were read (a paper and figure/table, or the public simulator

@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from reliability.cim._kernels import bias_activation
 from reliability.errors import ModelSpecError
 
 __all__ = ["AnalogLayer", "Cache", "Gradients", "GraphNode", "MatmulHook"]
@@ -159,14 +160,14 @@ class _Runtime:
                 f"shape {W.shape}")
         return Y
 
-    def add_bias(self, index: int, Y: np.ndarray) -> np.ndarray:
+    def add_bias(self, index: int, Y: np.ndarray, relu: bool = False) -> np.ndarray:
+        """``Y`` plus layer ``index``'s bias, then ReLU if ``relu``."""
         b = self.biases[index]
-        if b is None:
-            return Y
-        if self.matmul is None and Y.dtype == b.dtype:
-            Y += b          # Y is our own fresh matmul result
-            return Y
-        return Y + b
+        if self.matmul is None and Y.flags.c_contiguous and (b is None or b.dtype == Y.dtype):
+            return bias_activation(Y, b, relu)      # our own fresh product: in place, one pass
+        if b is not None:
+            Y = Y + b
+        return np.maximum(Y, 0) if relu else Y      # (Y may be the hook's own array: not in place)
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from reliability.cim._kernels import bias_activation
 from reliability.cim.graph.ir import _Op
 from reliability.cim.graph.window import _pad_nhwc
 from reliability.errors import ModelSpecError
@@ -87,14 +86,7 @@ class _AnalogDense(_Op):
                 f"last axis (shape {x.shape[1:]}) but the weight matrix has {K} rows")
         lead = x.shape[1:-1]
         X = x.reshape(x.shape[0], -1, K)
-        Y = rt.product(self.index, X)
-        b = rt.biases[self.index]
-        if rt.matmul is None and Y.flags.c_contiguous and (b is None or b.dtype == Y.dtype):
-            Y = bias_activation(Y, b, relu)            # our own fresh product: in place, one pass
-        else:
-            Y = rt.add_bias(self.index, Y)
-            if relu:
-                np.maximum(Y, 0, out=Y)
+        Y = rt.add_bias(self.index, rt.product(self.index, X), relu)
         y = Y.reshape((Y.shape[0],) + lead + (Y.shape[-1],))
         if self.swap_out:
             y = np.swapaxes(y, -1, -2)
